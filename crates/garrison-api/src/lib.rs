@@ -1,0 +1,248 @@
+//! Garrison's operator REST API: routes, authentication, RBAC, OpenAPI, metrics, and the HTTPS
+//! server that carries them.
+//!
+//! Conventions every capability reuses (see `ARCHITECTURE.md`):
+//! - routes live under `/api/v1/…` and are registered through [`utoipa_axum`], so the OpenAPI
+//!   document is generated from the router itself and cannot drift from it;
+//! - every route except `login`, `/healthz` and `/readyz` sits behind the authentication layer,
+//!   and each handler's first act is `caller.require(Permission::…)`; the permission is the
+//!   OpenAPI security scope of the route, and a test checks every role against every route;
+//! - errors are [`ErrorBody`] JSON with a stable `code`; bodies are read through [`ApiJson`]
+//!   (size-limited, strict, field-naming errors); lists take [`Pagination`] and return
+//!   [`views::PageOf`].
+//!
+//! Architecture invariant: only this crate knows HTTP and the wire JSON; it converts store
+//! records to [`views`] by hand, since a serialised shape is a compatibility promise.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod docs;
+mod error;
+mod extract;
+mod middleware;
+mod routes;
+mod server;
+pub mod views;
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Extension, Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderValue, StatusCode, header},
+};
+use garrison_core::TenantId;
+use garrison_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+use utoipa::OpenApi;
+
+pub use auth::{
+    Authenticator, Caller, ClientAddr, HashError, LoginThrottle, MintedToken, generate_password,
+    hash_secret, mint_token, verify_secret,
+};
+pub use error::{ApiError, ApiResult, ErrorBody};
+pub use extract::{ApiJson, Pagination};
+pub use server::{ServeError, bind, serve_tls};
+
+/// Settings the API needs, resolved from the server configuration.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// The tenant operators act in (single-tenant installs: `default`).
+    pub tenant: TenantId,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered with 408.
+    pub request_timeout: Duration,
+    /// Failed-login window.
+    pub login_window: Duration,
+    /// Failed logins allowed per username per window.
+    pub login_max_per_user: u32,
+    /// Failed logins allowed per source address per window.
+    pub login_max_per_source: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            tenant: TenantId::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            login_window: Duration::from_secs(300),
+            login_max_per_user: 5,
+            login_max_per_source: 20,
+        }
+    }
+}
+
+/// Facts about the running server shown by `/api/v1/system/info`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFacts {
+    /// SHA-256 fingerprint of the root CA certificate clients should trust.
+    pub ca_fingerprint: String,
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    auth: Authenticator,
+    throttle: LoginThrottle,
+    settings: ApiSettings,
+    metrics: PrometheusHandle,
+    facts: ServerFacts,
+    started: Instant,
+    spec: OnceLock<utoipa::openapi::OpenApi>,
+}
+
+impl ApiState {
+    /// State over `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: ApiSettings,
+        metrics: PrometheusHandle,
+        facts: ServerFacts,
+    ) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                auth: Authenticator::new(store.clone()),
+                throttle: LoginThrottle::new(
+                    settings.login_window,
+                    settings.login_max_per_user,
+                    settings.login_max_per_source,
+                ),
+                store,
+                settings,
+                metrics,
+                facts,
+                started: Instant::now(),
+                spec: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn settings(&self) -> &ApiSettings {
+        &self.inner.settings
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use. Later calls return the same
+/// handle, so several routers in one process (tests) share it.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then ours just stays local.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Garrison API",
+        description = "Operator API of Garrison, the self-hosted IoT security server. \
+            Authenticate with `Authorization: Bearer <token>`: a session token from \
+            `POST /api/v1/auth/login` or an API token from `POST /api/v1/tokens`. Each \
+            operation's security scope names the permission it needs; roles grant permissions \
+            (see `GET /api/v1/auth/whoami`)."
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "auth", description = "Login, sessions and the caller's identity"),
+        (name = "operators", description = "Operator accounts"),
+        (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "The tamper-evident audit log"),
+        (name = "system", description = "Health, readiness, metrics, server information"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A Garrison session or API token (`gar_…`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Builds the whole HTTP application: routes, auth layer, limits, metrics, security headers.
+pub fn app(state: ApiState) -> Router {
+    let (public, public_spec) = routes::public().split_for_parts();
+    let (protected, protected_spec) = routes::protected().split_for_parts();
+    let mut spec = ApiDoc::openapi();
+    spec.merge(public_spec);
+    spec.merge(protected_spec);
+    let _ = state.inner.spec.set(spec);
+
+    let limit = state.settings().max_body_bytes;
+    let protected = protected.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::require_auth,
+    ));
+    Router::new()
+        .merge(public)
+        .merge(protected)
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(Extension(extract::BodyLimit(limit)))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.settings().request_timeout,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .with_state(state)
+}
+
+/// The OpenAPI document of the application (built from the router's own route list).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut spec = ApiDoc::openapi();
+    spec.merge(routes::public().into_openapi());
+    spec.merge(routes::protected().into_openapi());
+    spec
+}

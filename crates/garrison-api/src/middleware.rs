@@ -1,0 +1,79 @@
+//! Layers applied to every request: authentication for protected routes, HTTP metrics, and JSON
+//! answers for unknown routes and methods.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{ApiState, auth::ClientAddr, error::ApiError};
+
+/// Authenticates the bearer token and puts the [`Caller`](crate::Caller) into the request's
+/// extensions; 401 otherwise. Applied to the whole protected router, so a route added there is
+/// authenticated whether or not its handler asks for the caller.
+pub(crate) async fn require_auth(
+    State(state): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let source = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    let Some(token) = token else {
+        return ApiError::unauthenticated(
+            "authentication required: send `Authorization: Bearer <token>` (get one with `garrison login`)",
+        )
+        .into_response();
+    };
+    match state.inner.auth.authenticate(token, source).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Counts requests and their latency by method, matched route and status.
+pub(crate) async fn record_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "garrison_http_requests_total",
+        "method" => method.clone(), "route" => route.clone(), "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "garrison_http_request_duration_seconds",
+        "method" => method, "route" => route
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; the API reference is at /api/docs")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    let mut e = ApiError::not_found("method not allowed on this route");
+    e = e.with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    e
+}

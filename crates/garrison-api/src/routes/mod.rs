@@ -1,0 +1,79 @@
+//! Route handlers, one module per resource. Each handler carries its `#[utoipa::path]`
+//! (method, path, permission as the security scope, responses) beside its code.
+
+mod audit;
+mod auth;
+mod operators;
+mod system;
+mod tokens;
+
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::ApiState;
+
+/// Routes that must answer without credentials: login and the probes.
+pub(crate) fn public() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+}
+
+/// Everything else; the caller layer in [`crate::app`] authenticates all of it.
+pub(crate) fn protected() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(operators::list, operators::create))
+        .routes(routes!(operators::get))
+        .routes(routes!(operators::disable))
+        .routes(routes!(operators::enable))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(system::info))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi_json))
+        .routes(routes!(system::docs))
+}
+
+/// Parses a username from a path segment.
+pub(crate) fn path_username(raw: &str) -> crate::ApiResult<garrison_core::Username> {
+    garrison_core::Username::new(raw)
+        .map_err(|e| crate::ApiError::invalid_path("username", e.to_string()))
+}
+
+/// Checks a new password's strength.
+pub(crate) fn check_password(field: &str, password: &str) -> crate::ApiResult<()> {
+    if password.chars().count() < 12 {
+        return Err(crate::ApiError::invalid_body(
+            Some(field.to_owned()),
+            "passwords must be at least 12 characters",
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(crate::ApiError::invalid_body(
+            Some(field.to_owned()),
+            "passwords must be at most 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs argon2 hashing off the async runtime.
+pub(crate) async fn hash_blocking(secret: String) -> crate::ApiResult<String> {
+    tokio::task::spawn_blocking(move || crate::hash_secret(&secret))
+        .await
+        .map_err(crate::ApiError::internal)?
+        .map_err(crate::ApiError::internal)
+}
+
+/// Mints a token off the async runtime (its secret is argon2-hashed).
+pub(crate) async fn mint_blocking() -> crate::ApiResult<crate::MintedToken> {
+    tokio::task::spawn_blocking(crate::mint_token)
+        .await
+        .map_err(crate::ApiError::internal)?
+        .map_err(crate::ApiError::internal)
+}

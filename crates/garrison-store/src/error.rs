@@ -1,0 +1,78 @@
+//! The store's one error type.
+
+use garrison_core::InvalidId;
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What can go wrong talking to storage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A unique key is taken (e.g. a username).
+    #[error("{what} already exists")]
+    Conflict {
+        /// What collided, e.g. `operator "alice"`.
+        what: String,
+    },
+    /// The record does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// A stored value could not be read back as its domain type: the database was edited by
+    /// something other than Garrison.
+    #[error("stored {what} is invalid: {detail}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl {
+        /// The URL with its password redacted.
+        url: String,
+    },
+    /// Could not connect.
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL with its password redacted.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<InvalidId> for StoreError {
+    fn from(e: InvalidId) -> Self {
+        StoreError::corrupt(e.kind, e)
+    }
+}
+
+/// Maps a unique-key violation to [`StoreError::Conflict`], everything else to `Database`.
+pub(crate) fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict { what: what() }
+        }
+        _ => StoreError::Database(e),
+    }
+}

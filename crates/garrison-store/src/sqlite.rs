@@ -1,0 +1,85 @@
+//! SQLite backend: the embedded default, one WAL-mode file.
+//!
+//! Writers are serialised by SQLite itself: every write transaction starts with
+//! `BEGIN IMMEDIATE`, which takes the database's write lock up front, so the audit chain's
+//! read-head-then-append cannot interleave (a deferred transaction would fail with
+//! `SQLITE_BUSY` at its first write instead). `synchronous = FULL` because an acknowledged
+//! audit entry must survive power loss, not just a process crash.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    Sqlite, SqlitePool, Transaction,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::{Backend, StoreError, StoreResult, sql::impl_store};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at a `sqlite://PATH` URL.
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|source| StoreError::Connect {
+                url: url.to_owned(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn schema_exists(&self) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'garrison_meta'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn run_migrations(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close_pool(&self) {
+        // Fold the WAL back into the main file so a copied data directory is self-contained.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite WAL checkpoint at shutdown failed");
+        }
+        self.pool.close().await;
+    }
+
+    /// The connection pool, for tests that must reach under the store (e.g. to tamper).
+    #[doc(hidden)]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl_store!(SqliteStore, Sqlite, Backend::Sqlite);

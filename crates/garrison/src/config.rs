@@ -1,0 +1,329 @@
+//! Server configuration: parsed in two stages, as ripgrep does.
+//!
+//! [`Config`] is what the TOML file, `GARRISON_*` environment variables and command-line flags
+//! say, layered in that order over the documented defaults (figment). Parsing only checks types
+//! and names; [`Config::resolve`] then checks meaning and builds [`Settings`], the values the
+//! server runs on. Unknown keys are errors, and every error names the key and the expected form.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The documented defaults, printed by `garrison config defaults`. A test checks that parsing
+/// this text yields exactly `Config::default()`, so the documentation cannot drift.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// Top-level configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Garrison keeps its state.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; when unset, SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// File holding the master key; when unset, `<user config dir>/garrison/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// tracing filter, e.g. `info` or `garrison=debug,info`.
+    pub log_level: String,
+    /// The HTTPS API.
+    pub api: ApiConfig,
+    /// Operator authentication.
+    pub auth: AuthConfig,
+    /// Certificate authority.
+    pub pki: PkiConfig,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Names (DNS or IP) the server certificate is issued for.
+    pub public_names: Vec<String>,
+    /// Operator-supplied certificate chain (PEM); replaces the CA-issued one.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Operator-supplied private key (PEM) for `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests taking longer get 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long shutdown waits for open requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a login session.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Window for counting failed logins.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// Failed logins per username per window before 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed logins per source address per window before 429.
+    pub login_max_failures_per_source: u32,
+}
+
+/// `[pki]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    /// Organization named in the CA certificates (used when the CA is first created).
+    pub organization: String,
+    /// Validity of the server certificate issued at each start.
+    #[serde(with = "humantime_serde")]
+    pub server_cert_validity: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./garrison-data"),
+            database_url: None,
+            master_key_file: None,
+            log_format: "text".into(),
+            log_level: "info".into(),
+            api: ApiConfig::default(),
+            auth: AuthConfig::default(),
+            pki: PkiConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8443".into(),
+            public_names: vec!["localhost".into(), "127.0.0.1".into()],
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl: Duration::from_secs(12 * 3600),
+            login_window: Duration::from_secs(300),
+            login_max_failures_per_user: 5,
+            login_max_failures_per_source: 20,
+        }
+    }
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        PkiConfig {
+            organization: "Garrison".into(),
+            server_cert_validity: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// Command-line values that override the file and environment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--master-key-file`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// Environment variables with the `GARRISON_` prefix that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["master_key", "config", "profile", "token", "server", "ca_cert"];
+
+impl Config {
+    /// Layers defaults < `file` < `GARRISON_*` environment < command-line overrides.
+    pub fn load(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("config file {} does not exist; `garrison config defaults > garrison.toml` writes a documented one", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("GARRISON_")
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    !NOT_CONFIG.contains(&key.as_str()) && !key.starts_with("test_")
+                })
+                .split("__"),
+        );
+        let mut flat = serde_json::Map::new();
+        if let Some(v) = &overrides.data_dir {
+            flat.insert("data_dir".into(), serde_json::json!(v));
+        }
+        if let Some(v) = &overrides.database_url {
+            flat.insert("database_url".into(), serde_json::json!(v));
+        }
+        if let Some(v) = &overrides.master_key_file {
+            flat.insert("master_key_file".into(), serde_json::json!(v));
+        }
+        if let Some(v) = &overrides.listen {
+            flat.insert("api".into(), serde_json::json!({ "listen": v }));
+        }
+        figment = figment.merge(Serialized::defaults(serde_json::Value::Object(flat)));
+        figment.extract::<Config>().map_err(|errors| {
+            let lines: Vec<String> = errors.into_iter().map(describe_figment_error).collect();
+            anyhow::anyhow!("invalid configuration:\n  {}", lines.join("\n  "))
+        })
+    }
+
+    /// Checks meaning and builds the settings the server runs on.
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let listen: SocketAddr = self.api.listen.parse().with_context(|| {
+            format!(
+                "invalid value {:?} for key api.listen: expected IP:PORT such as \"127.0.0.1:8443\"",
+                self.api.listen
+            )
+        })?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("invalid value {:?} for key log_format: expected \"text\" or \"json\"", self.log_format);
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
+            format!("invalid value {:?} for key log_level: expected a filter such as \"info\" or \"garrison=debug,info\"", self.log_level)
+        })?;
+        if self.api.max_body_bytes < 1024 {
+            bail!("invalid value {} for key api.max_body_bytes: expected at least 1024", self.api.max_body_bytes);
+        }
+        if self.api.max_connections == 0 {
+            bail!("invalid value 0 for key api.max_connections: expected at least 1");
+        }
+        if self.api.public_names.is_empty() {
+            bail!("key api.public_names is empty: list at least one DNS name or IP address the server is reached by");
+        }
+        let tls_files = match (&self.api.tls_cert_file, &self.api.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => bail!("keys api.tls_cert_file and api.tls_key_file must be set together"),
+        };
+        if self.auth.login_max_failures_per_user == 0 || self.auth.login_max_failures_per_source == 0 {
+            bail!("keys auth.login_max_failures_per_user and auth.login_max_failures_per_source must be at least 1");
+        }
+        if self.auth.session_ttl < Duration::from_secs(60) {
+            bail!("invalid value for key auth.session_ttl: expected at least 1m");
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        {
+            bail!("invalid value for key database_url: expected postgres://USER@HOST/DB or sqlite://PATH");
+        }
+        let database_url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("garrison.db").display()),
+        };
+        Ok(Settings {
+            data_dir: self.data_dir.clone(),
+            database_url,
+            master_key_file: self.master_key_file.clone(),
+            listen,
+            tls_files,
+        })
+    }
+}
+
+/// figment's errors say "for key default.api.listen"; drop the profile name and keep the rest.
+fn describe_figment_error(e: figment::Error) -> String {
+    e.to_string().replace("key \"default.", "key \"")
+}
+
+/// Resolved, checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL (SQLite in the data directory unless configured).
+    pub database_url: String,
+    /// Master key file, if configured.
+    pub master_key_file: Option<PathBuf>,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Operator-supplied certificate and key files.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULTS_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let s = Config::default().resolve().unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8443");
+        assert!(s.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_form() {
+        let mut c = Config::default();
+        c.api.listen = "nonsense".into();
+        let e = c.resolve().unwrap_err().to_string();
+        assert!(e.contains("api.listen") && e.contains("IP:PORT"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "[api]\nmax_body_bytes = \"lots\"\n").unwrap();
+        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("api.max_body_bytes"), "{e}");
+
+        std::fs::write(&file, "[api]\nlisten_on = \"x\"\n").unwrap();
+        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("listen_on"), "{e}");
+
+        std::fs::write(&file, "[auth]\nsession_ttl = \"soon\"\n").unwrap();
+        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("auth.session_ttl"), "{e}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[api]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let c = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        let c = Config::load(
+            Some(&file),
+            &Overrides { listen: Some("127.0.0.1:2".into()), ..Overrides::default() },
+        )
+        .unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:2");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+    }
+}

@@ -1,0 +1,91 @@
+//! Local administration: commands that work on the data directory and database directly, for
+//! the operator at the server's console (`admin init`, `admin reset-password`, `audit verify`).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use garrison_core::{TenantId, Username, audit::{Actor, AuditRecord}};
+
+use crate::{config::Config, setup};
+
+fn cli_actor() -> Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Actor::system(&format!("cli({user})"))
+}
+
+/// Opens and prepares the store as `serve` would (master key checked, schema migrated).
+async fn open_prepared(config: &Config) -> anyhow::Result<std::sync::Arc<dyn garrison_store::Store>> {
+    let settings = config.resolve()?;
+    setup::init_logging(config);
+    setup::prepare_data_dir(&settings.data_dir)?;
+    let store = setup::open_store(&settings).await?;
+    let key = setup::master_key(&settings, store.as_ref()).await?;
+    setup::migrate(store.as_ref(), &key).await?;
+    Ok(store)
+}
+
+pub async fn admin_init(config: Config, username: &str) -> anyhow::Result<ExitCode> {
+    let store = open_prepared(&config).await?;
+    let tenant = TenantId::default();
+    let created = setup::create_first_admin(store.as_ref(), &tenant, username, cli_actor()).await?;
+    store.close().await;
+    match created {
+        Some(password) => {
+            setup::print_credential(username, &password, "Garrison created the admin account.");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!(
+            "operators already exist, so there is nothing to initialise; use `garrison admin reset-password --username NAME` to regain access"
+        ),
+    }
+}
+
+pub async fn reset_password(config: Config, username: &str) -> anyhow::Result<ExitCode> {
+    let store = open_prepared(&config).await?;
+    let tenant = TenantId::default();
+    let name = Username::new(username)?;
+    if store.operator_get(&tenant, &name).await?.is_none() {
+        bail!("no operator named {username:?}; `garrison admin init` creates the first admin");
+    }
+    let password = garrison_api::generate_password()?;
+    let hash = {
+        let p = password.clone();
+        tokio::task::spawn_blocking(move || garrison_api::hash_secret(&p)).await??
+    };
+    let record = AuditRecord::new(&tenant, cli_actor(), "operator.password_reset", format!("operator:{name}"));
+    store.operator_set_password(&tenant, &name, &hash, record).await?;
+    store.close().await;
+    setup::print_credential(username, &password, "Password reset; the operator's sessions were ended.");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit_verify(config: Config, expect_head: Option<&str>) -> anyhow::Result<ExitCode> {
+    let settings = config.resolve()?;
+    setup::init_logging(&config);
+    let store = setup::open_store(&settings).await?;
+    if !store.is_initialized().await? {
+        bail!("no Garrison database at {}; start `garrison serve` first", garrison_store::redact_url(&settings.database_url));
+    }
+    let result = store.audit_verify().await.context("cannot read the audit log")?;
+    store.close().await;
+    match result.first_break {
+        Some(b) => {
+            println!("Audit chain BROKEN at entry {}: {}", b.seq, b.detail);
+            println!("{} entries before it verified; last good head {}", result.verified, result.head);
+            Ok(ExitCode::from(1))
+        }
+        None => {
+            if let Some(expected) = expect_head
+                && !expected.eq_ignore_ascii_case(&result.head.to_hex())
+            {
+                println!(
+                    "Audit chain intact but its head is {} where {expected} was expected: newer entries were removed or the chain was replaced",
+                    result.head
+                );
+                return Ok(ExitCode::from(1));
+            }
+            println!("Audit chain intact: {} entries, head {}", result.verified, result.head);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `garrison serve`: wires the store, PKI and API together and runs until SIGINT/SIGTERM.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use garrison_api::{ApiSettings, ApiState, ServerFacts};
+use garrison_core::{TenantId, audit::Actor};
+
+use crate::{config::Config, setup};
+
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let settings = config.resolve()?;
+    setup::init_logging(&config);
+    setup::prepare_data_dir(&settings.data_dir)?;
+    let _lock = setup::lock_data_dir(&settings.data_dir)?;
+    let store = setup::open_store(&settings).await?;
+    let key = setup::master_key(&settings, store.as_ref()).await?;
+    setup::migrate(store.as_ref(), &key).await?;
+
+    let tenant = TenantId::default();
+    let (ca, ca_fingerprint) =
+        setup::certificate_authority(store.as_ref(), &key, &tenant, &config.pki.organization).await?;
+    let ca_file = setup::write_ca_file(&settings.data_dir, &ca)?;
+
+    let (chain, private_key) = match &settings.tls_files {
+        Some((cert, key_file)) => {
+            let cert_pem = std::fs::read_to_string(cert)
+                .with_context(|| format!("cannot read api.tls_cert_file {}", cert.display()))?;
+            let key_pem = std::fs::read_to_string(key_file)
+                .with_context(|| format!("cannot read api.tls_key_file {}", key_file.display()))?;
+            garrison_pki::tls::identity_from_pem(&cert_pem, &key_pem)?
+        }
+        None => {
+            let identity = ca.issue_server(
+                &config.api.public_names,
+                time::Duration::try_from(config.pki.server_cert_validity)
+                    .context("pki.server_cert_validity is too large")?,
+            )?;
+            (identity.chain, identity.key)
+        }
+    };
+    let tls = garrison_pki::tls::server_config(chain, private_key)
+        .context("the TLS certificate and key do not form a usable identity")?;
+
+    if let Some(password) =
+        setup::create_first_admin(store.as_ref(), &tenant, "admin", Actor::system("first-start")).await?
+    {
+        setup::print_credential("admin", &password, "First start: Garrison created the admin account.");
+    }
+
+    let api_settings = ApiSettings {
+        tenant,
+        session_ttl: config.auth.session_ttl,
+        max_body_bytes: config.api.max_body_bytes,
+        request_timeout: config.api.request_timeout,
+        login_window: config.auth.login_window,
+        login_max_per_user: config.auth.login_max_failures_per_user,
+        login_max_per_source: config.auth.login_max_failures_per_source,
+    };
+    let state = ApiState::new(
+        store.clone(),
+        api_settings,
+        garrison_api::metrics_handle(),
+        ServerFacts { ca_fingerprint: ca_fingerprint.clone() },
+    );
+    let app = garrison_api::app(state);
+    let listener = garrison_api::bind(settings.listen).await?;
+    let local = listener.local_addr()?;
+    println!("Garrison {} is listening on https://{local}", env!("CARGO_PKG_VERSION"));
+    println!("  store: {}   data: {}", store.backend().as_str(), settings.data_dir.display());
+    println!("  trust: {} (root CA SHA-256 {ca_fingerprint})", ca_file.display());
+    println!("  next:  garrison login --server https://{local} --ca-cert {}", ca_file.display());
+    tracing::info!(addr = %local, backend = store.backend().as_str(), "Garrison started");
+
+    garrison_api::serve_tls(
+        listener,
+        tls,
+        app,
+        config.api.max_connections,
+        config.api.shutdown_grace,
+        shutdown_signal(),
+    )
+    .await;
+    store.close().await;
+    tracing::info!("Garrison stopped; storage flushed");
+    println!("Garrison stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+    // Keep the signal from killing us a second time while draining.
+    tokio::time::sleep(Duration::from_millis(0)).await;
+}
