@@ -29,7 +29,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
-    body: ErrorBody,
+    pub(crate) body: ErrorBody,
     retry_after_secs: Option<u64>,
 }
 
