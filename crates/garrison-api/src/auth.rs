@@ -14,10 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::SaltString,
-};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use aws_lc_rs::{
     constant_time::verify_slices_are_equal,
     digest,
@@ -203,7 +200,9 @@ impl Authenticator {
             metrics::counter!("garrison_api_auth_failures_total", "reason" => why.to_owned())
                 .increment(1);
             tracing::info!(reason = why, source = ?source, "Request refused: bad credentials");
-            ApiError::unauthenticated("invalid, expired or revoked token; log in again with `garrison login`")
+            ApiError::unauthenticated(
+                "invalid, expired or revoked token; log in again with `garrison login`",
+            )
         };
         let Some((id, secret)) = parse_token(token) else {
             return Err(reject("malformed"));

@@ -32,9 +32,18 @@ fn schema_name(schema: &Value) -> String {
 pub(crate) fn render(spec: &utoipa::openapi::OpenApi) -> String {
     let doc = serde_json::to_value(spec).unwrap_or(Value::Null);
     let mut out = String::new();
-    let title = doc.pointer("/info/title").and_then(Value::as_str).unwrap_or("API");
-    let version = doc.pointer("/info/version").and_then(Value::as_str).unwrap_or("");
-    let description = doc.pointer("/info/description").and_then(Value::as_str).unwrap_or("");
+    let title = doc
+        .pointer("/info/title")
+        .and_then(Value::as_str)
+        .unwrap_or("API");
+    let version = doc
+        .pointer("/info/version")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let description = doc
+        .pointer("/info/description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
@@ -52,7 +61,9 @@ pub(crate) fn render(spec: &utoipa::openapi::OpenApi) -> String {
     if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
         out.push_str("<h2>Operations</h2>");
         for (path, item) in paths {
-            let Some(item) = item.as_object() else { continue };
+            let Some(item) = item.as_object() else {
+                continue;
+            };
             for (method, op) in item {
                 let summary = op.get("summary").and_then(Value::as_str).unwrap_or("");
                 let details = op.get("description").and_then(Value::as_str).unwrap_or("");
@@ -86,7 +97,9 @@ pub(crate) fn render(spec: &utoipa::openapi::OpenApi) -> String {
                     a = access
                 );
                 if let Some(params) = op.get("parameters").and_then(Value::as_array) {
-                    out.push_str("<table><tr><th>parameter</th><th>in</th><th>description</th></tr>");
+                    out.push_str(
+                        "<table><tr><th>parameter</th><th>in</th><th>description</th></tr>",
+                    );
                     for p in params {
                         let _ = write!(
                             out,
@@ -99,7 +112,11 @@ pub(crate) fn render(spec: &utoipa::openapi::OpenApi) -> String {
                     out.push_str("</table>");
                 }
                 if let Some(body) = op.pointer("/requestBody/content/application~1json/schema") {
-                    let _ = write!(out, "<p>Body: <a href=\"#schema-{n}\"><code>{n}</code></a></p>", n = esc(&schema_name(body)));
+                    let _ = write!(
+                        out,
+                        "<p>Body: <a href=\"#schema-{n}\"><code>{n}</code></a></p>",
+                        n = esc(&schema_name(body))
+                    );
                 }
                 if let Some(responses) = op.get("responses").and_then(Value::as_object) {
                     out.push_str("<table><tr><th>status</th><th>meaning</th><th>body</th></tr>");
@@ -125,11 +142,19 @@ pub(crate) fn render(spec: &utoipa::openapi::OpenApi) -> String {
             }
         }
     }
-    if let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+    if let Some(schemas) = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+    {
         out.push_str("<h2>Schemas</h2>");
         for (name, schema) in schemas {
             let pretty = serde_json::to_string_pretty(schema).unwrap_or_default();
-            let _ = write!(out, "<h3 id=\"schema-{n}\">{n}</h3><pre>{s}</pre>", n = esc(name), s = esc(&pretty));
+            let _ = write!(
+                out,
+                "<h3 id=\"schema-{n}\">{n}</h3><pre>{s}</pre>",
+                n = esc(name),
+                s = esc(&pretty)
+            );
         }
     }
     out.push_str("</body></html>");

@@ -45,7 +45,10 @@ where
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(limit)
             } else {
-                ApiError::invalid_body(None, format!("could not read the request body: {rejection}"))
+                ApiError::invalid_body(
+                    None,
+                    format!("could not read the request body: {rejection}"),
+                )
             }
         })?;
         parse_json(&bytes).map(ApiJson)

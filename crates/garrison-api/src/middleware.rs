@@ -74,6 +74,9 @@ pub(crate) async fn not_found() -> ApiError {
 
 pub(crate) async fn method_not_allowed() -> ApiError {
     let mut e = ApiError::not_found("method not allowed on this route");
-    e = e.with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    e = e.with_status(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
     e
 }

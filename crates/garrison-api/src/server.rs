@@ -22,7 +22,9 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[non_exhaustive]
 pub enum ServeError {
     /// The address is taken, typically by another Garrison.
-    #[error("cannot listen on {addr}: the address is already in use (is another garrison running?); choose another with --listen or `api.listen` in the config file")]
+    #[error(
+        "cannot listen on {addr}: the address is already in use (is another garrison running?); choose another with --listen or `api.listen` in the config file"
+    )]
     AddressInUse {
         /// The address.
         addr: SocketAddr,
@@ -85,7 +87,8 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     metrics::counter!("garrison_tls_handshake_failures_total").increment(1);
@@ -98,10 +101,11 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ClientAddr(peer));
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ClientAddr(peer));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -111,7 +115,13 @@ pub async fn serve_tls(
     }
     drop(listener);
     tracing::info!("Stopped accepting connections; waiting for open requests to finish");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "Open connections did not finish within the grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "Open connections did not finish within the grace period"
+        );
     }
 }

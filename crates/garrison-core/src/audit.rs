@@ -381,10 +381,13 @@ mod tests {
     #[test]
     fn field_boundaries_are_unambiguous() {
         let tenant = TenantId::default();
-        let a = AuditRecord::new(&tenant, Actor::system("ab"), "c", "d").seal(1, 0, ChainHash::GENESIS);
-        let b = AuditRecord::new(&tenant, Actor::system("a"), "bc", "d").seal(1, 0, ChainHash::GENESIS);
+        let a =
+            AuditRecord::new(&tenant, Actor::system("ab"), "c", "d").seal(1, 0, ChainHash::GENESIS);
+        let b =
+            AuditRecord::new(&tenant, Actor::system("a"), "bc", "d").seal(1, 0, ChainHash::GENESIS);
         assert_ne!(a.hash, b.hash);
-        let none = AuditRecord::new(&tenant, Actor::system("a"), "b", "c").seal(1, 0, ChainHash::GENESIS);
+        let none =
+            AuditRecord::new(&tenant, Actor::system("a"), "b", "c").seal(1, 0, ChainHash::GENESIS);
         let empty = AuditRecord::new(&tenant, Actor::system("a"), "b", "c")
             .source(Some(String::new()))
             .seal(1, 0, ChainHash::GENESIS);

@@ -137,10 +137,7 @@ mod tests {
     fn usernames_are_checked() {
         assert!(Username::new("alice").is_ok());
         assert!(Username::new("ops-team.1_a").is_ok());
-        assert_eq!(
-            Username::new("").unwrap_err().reason,
-            "must not be empty"
-        );
+        assert_eq!(Username::new("").unwrap_err().reason, "must not be empty");
         assert!(Username::new("Alice").is_err());
         assert!(Username::new("-alice").is_err());
         assert!(Username::new("al ice").is_err());

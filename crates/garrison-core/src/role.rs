@@ -97,10 +97,7 @@ impl Role {
         use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(
-                permission,
-                P::SystemRead | P::MetricsRead | P::SelfManage
-            ),
+            Role::Operator => matches!(permission, P::SystemRead | P::MetricsRead | P::SelfManage),
             Role::Analyst => matches!(permission, P::SystemRead | P::MetricsRead | P::SelfManage),
             Role::Auditor => matches!(
                 permission,

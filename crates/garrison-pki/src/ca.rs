@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use aws_lc_rs::digest;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -61,7 +61,12 @@ fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn ca_params(common_name: &str, organization: &str, validity: Duration, path_len: u8) -> Result<CertificateParams, PkiError> {
+fn ca_params(
+    common_name: &str,
+    organization: &str,
+    validity: Duration,
+    path_len: u8,
+) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, organization);
@@ -85,7 +90,12 @@ impl CertificateAuthority {
     /// Generates a new root and issuing CA for `organization`.
     pub fn generate(organization: &str) -> Result<GeneratedCa, PkiError> {
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let root_params = ca_params(&format!("{organization} Root CA"), organization, ROOT_VALIDITY, 1)?;
+        let root_params = ca_params(
+            &format!("{organization} Root CA"),
+            organization,
+            ROOT_VALIDITY,
+            1,
+        )?;
         let root_cert = root_params.self_signed(&root_key)?;
         let root_issuer = Issuer::new(root_params, &root_key);
 
@@ -106,7 +116,11 @@ impl CertificateAuthority {
     }
 
     /// Loads the issuing CA from its certificate and (unsealed) key, with the root for chains.
-    pub fn load(root_cert_pem: &str, issuing_cert_pem: &str, issuing_key_pem: &str) -> Result<CertificateAuthority, PkiError> {
+    pub fn load(
+        root_cert_pem: &str,
+        issuing_cert_pem: &str,
+        issuing_key_pem: &str,
+    ) -> Result<CertificateAuthority, PkiError> {
         let key = KeyPair::from_pem(issuing_key_pem)?;
         let issuing_der = pem_certificates(issuing_cert_pem, "issuing CA certificate")?
             .into_iter()
@@ -136,7 +150,11 @@ impl CertificateAuthority {
 
     /// Issues a TLS server certificate for `names` (DNS names or IP addresses), valid for
     /// `validity`. The key is generated here and never stored: servers re-issue at each start.
-    pub fn issue_server(&self, names: &[String], validity: Duration) -> Result<IssuedIdentity, PkiError> {
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        validity: Duration,
+    ) -> Result<IssuedIdentity, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         for name in names {
@@ -169,7 +187,10 @@ impl CertificateAuthority {
 }
 
 /// Parses every certificate in a PEM text.
-pub(crate) fn pem_certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+pub(crate) fn pem_certificates(
+    pem: &str,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -204,7 +225,10 @@ mod tests {
         )
         .unwrap();
         let identity = ca
-            .issue_server(&["localhost".into(), "127.0.0.1".into()], Duration::days(30))
+            .issue_server(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::days(30),
+            )
             .unwrap();
         assert_eq!(identity.chain.len(), 2);
 
@@ -221,16 +245,36 @@ mod tests {
         use rustls::client::danger::ServerCertVerifier;
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         verifier
-            .verify_server_cert(&identity.chain[0], &identity.chain[1..], &name, &[], rustls_pki_types::UnixTime::now())
+            .verify_server_cert(
+                &identity.chain[0],
+                &identity.chain[1..],
+                &name,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
             .unwrap();
         let ip = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
         verifier
-            .verify_server_cert(&identity.chain[0], &identity.chain[1..], &ip, &[], rustls_pki_types::UnixTime::now())
+            .verify_server_cert(
+                &identity.chain[0],
+                &identity.chain[1..],
+                &ip,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
             .unwrap();
         let other = rustls_pki_types::ServerName::try_from("evil.example").unwrap();
-        assert!(verifier
-            .verify_server_cert(&identity.chain[0], &identity.chain[1..], &other, &[], rustls_pki_types::UnixTime::now())
-            .is_err());
+        assert!(
+            verifier
+                .verify_server_cert(
+                    &identity.chain[0],
+                    &identity.chain[1..],
+                    &other,
+                    &[],
+                    rustls_pki_types::UnixTime::now()
+                )
+                .is_err()
+        );
     }
 
     #[test]

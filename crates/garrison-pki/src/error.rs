@@ -5,11 +5,15 @@
 #[non_exhaustive]
 pub enum PkiError {
     /// The master key text is not 32 bytes in base64 or hex.
-    #[error("the master key must be 32 bytes written as base64 (44 characters) or hex (64 characters)")]
+    #[error(
+        "the master key must be 32 bytes written as base64 (44 characters) or hex (64 characters)"
+    )]
     MasterKeyFormat,
     /// A sealed blob did not open: the master key is not the one it was sealed with, or the blob
     /// was altered.
-    #[error("cannot decrypt {what}: the master key is not the one this installation was created with (or the data was altered)")]
+    #[error(
+        "cannot decrypt {what}: the master key is not the one this installation was created with (or the data was altered)"
+    )]
     WrongMasterKey {
         /// Which secret failed to open.
         what: String,

@@ -99,7 +99,9 @@ impl MasterKey {
         let not_sealed = || PkiError::NotSealed {
             what: context.to_owned(),
         };
-        let rest = sealed.strip_prefix(MAGIC.as_slice()).ok_or_else(not_sealed)?;
+        let rest = sealed
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or_else(not_sealed)?;
         if rest.len() < NONCE_LEN + AES_256_GCM.tag_len() {
             return Err(not_sealed());
         }
@@ -122,9 +124,11 @@ impl MasterKey {
 
     /// Whether `check` (from [`MasterKey::check_value`]) was made with this key.
     pub fn verify_check_value(&self, check: &str) -> Result<(), PkiError> {
-        let sealed = STANDARD.decode(check.trim()).map_err(|_| PkiError::NotSealed {
-            what: CHECK_CONTEXT.to_owned(),
-        })?;
+        let sealed = STANDARD
+            .decode(check.trim())
+            .map_err(|_| PkiError::NotSealed {
+                what: CHECK_CONTEXT.to_owned(),
+            })?;
         match self.open(&sealed, CHECK_CONTEXT)? {
             plain if plain == CHECK_PLAINTEXT => Ok(()),
             _ => Err(PkiError::WrongMasterKey {
@@ -179,7 +183,12 @@ mod tests {
         let key = MasterKey::generate().unwrap();
         let check = key.check_value().unwrap();
         key.verify_check_value(&check).unwrap();
-        assert!(MasterKey::generate().unwrap().verify_check_value(&check).is_err());
+        assert!(
+            MasterKey::generate()
+                .unwrap()
+                .verify_check_value(&check)
+                .is_err()
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (default `postgres://postgres@127.0.0.1:5432/test`). Where PostgreSQL is unreachable the
 //! PostgreSQL tests print a clear SKIPPED line — unless `GARRISON_TEST_REQUIRE_POSTGRES=1`
 //! (set by `.ci/run`), in which case they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{str::FromStr, sync::Arc};
 
@@ -11,7 +12,9 @@ use garrison_core::{
     audit::{Actor, AuditRecord, BreakKind},
     now_ms,
 };
-use garrison_store::{NewOperator, NewToken, PageRequest, PostgresStore, SqliteStore, Store, StoreError, TokenKind};
+use garrison_store::{
+    NewOperator, NewToken, PageRequest, PostgresStore, SqliteStore, Store, StoreError, TokenKind,
+};
 
 fn tenant() -> TenantId {
     TenantId::default()
@@ -22,7 +25,12 @@ fn rec(action: &str, target: &str) -> AuditRecord {
 }
 
 fn op(name: &str, role: Role) -> NewOperator {
-    NewOperator { tenant: tenant(), username: Username::new(name).unwrap(), role, password_hash: "hash".into() }
+    NewOperator {
+        tenant: tenant(),
+        username: Username::new(name).unwrap(),
+        role,
+        password_hash: "hash".into(),
+    }
 }
 
 enum Tamper {
@@ -71,14 +79,23 @@ async fn postgres() -> Option<(Arc<dyn Store>, Tamper)> {
     let admin = match PostgresStore::connect(&url).await {
         Ok(s) => s,
         Err(e) if !required => {
-            eprintln!("SKIPPED: PostgreSQL store tests: cannot connect to {url}: {e} (set GARRISON_TEST_REQUIRE_POSTGRES=1 to make this a failure)");
+            eprintln!(
+                "SKIPPED: PostgreSQL store tests: cannot connect to {url}: {e} (set GARRISON_TEST_REQUIRE_POSTGRES=1 to make this a failure)"
+            );
             return None;
         }
-        Err(e) => panic!("PostgreSQL is required (GARRISON_TEST_REQUIRE_POSTGRES=1) but {url} is unreachable: {e}"),
+        Err(e) => panic!(
+            "PostgreSQL is required (GARRISON_TEST_REQUIRE_POSTGRES=1) but {url} is unreachable: {e}"
+        ),
     };
     let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(admin.pool()).await.unwrap();
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
     let store = PostgresStore::connect_with(options, &url).await.unwrap();
     store.migrate_for_tests().await;
     Some((Arc::new(store.clone()), Tamper::Postgres(store)))
@@ -104,37 +121,91 @@ macro_rules! both {
 
 both!(operators_round_trip);
 async fn operators_round_trip(store: Arc<dyn Store>, _t: Tamper) {
-    let alice = store.operator_create(op("alice", Role::Analyst), rec("operator.create", "operator:alice")).await.unwrap();
+    let alice = store
+        .operator_create(
+            op("alice", Role::Analyst),
+            rec("operator.create", "operator:alice"),
+        )
+        .await
+        .unwrap();
     assert_eq!(alice.role, Role::Analyst);
     assert!(!alice.disabled);
-    let dup = store.operator_create(op("alice", Role::Admin), rec("operator.create", "operator:alice")).await;
+    let dup = store
+        .operator_create(
+            op("alice", Role::Admin),
+            rec("operator.create", "operator:alice"),
+        )
+        .await;
     assert!(matches!(dup, Err(StoreError::Conflict { .. })), "{dup:?}");
     for n in ["bob", "carol", "dave"] {
-        store.operator_create(op(n, Role::ReadOnly), rec("operator.create", n)).await.unwrap();
+        store
+            .operator_create(op(n, Role::ReadOnly), rec("operator.create", n))
+            .await
+            .unwrap();
     }
     assert_eq!(store.operators_count(&tenant()).await.unwrap(), 4);
-    let p1 = store.operators_list(&tenant(), &PageRequest::first(3)).await.unwrap();
+    let p1 = store
+        .operators_list(&tenant(), &PageRequest::first(3))
+        .await
+        .unwrap();
     let names: Vec<_> = p1.items.iter().map(|o| o.username.to_string()).collect();
     assert_eq!(names, ["alice", "bob", "carol"]);
-    let p2 = store.operators_list(&tenant(), &PageRequest { limit: 3, after: p1.next.clone() }).await.unwrap();
+    let p2 = store
+        .operators_list(
+            &tenant(),
+            &PageRequest {
+                limit: 3,
+                after: p1.next.clone(),
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_eq!(p2.items[0].username.as_str(), "dave");
     assert!(p2.next.is_none());
-    let auth = store.operator_auth(&tenant(), &Username::new("alice").unwrap()).await.unwrap().unwrap();
+    let auth = store
+        .operator_auth(&tenant(), &Username::new("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(auth.password_hash, "hash");
-    assert!(store.operator_get(&tenant(), &Username::new("nobody").unwrap()).await.unwrap().is_none());
+    assert!(
+        store
+            .operator_get(&tenant(), &Username::new("nobody").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 both!(tokens_and_disabling);
 async fn tokens_and_disabling(store: Arc<dyn Store>, _t: Tamper) {
-    store.operator_create(op("alice", Role::Operator), rec("operator.create", "operator:alice")).await.unwrap();
+    store
+        .operator_create(
+            op("alice", Role::Operator),
+            rec("operator.create", "operator:alice"),
+        )
+        .await
+        .unwrap();
     let alice = Username::new("alice").unwrap();
     let mut ids = Vec::new();
-    for (i, kind) in [TokenKind::Api, TokenKind::Api, TokenKind::Session].into_iter().enumerate() {
+    for (i, kind) in [TokenKind::Api, TokenKind::Api, TokenKind::Session]
+        .into_iter()
+        .enumerate()
+    {
         let id = uuid::Uuid::now_v7().to_string();
         let t = store
             .token_create(
-                NewToken { id: id.clone(), tenant: tenant(), owner: alice.clone(), kind, name: format!("t{i}"), role: Role::Analyst, secret_hash: "h".into(), expires_at: Some(now_ms() + 60_000) },
+                NewToken {
+                    id: id.clone(),
+                    tenant: tenant(),
+                    owner: alice.clone(),
+                    kind,
+                    name: format!("t{i}"),
+                    role: Role::Analyst,
+                    secret_hash: "h".into(),
+                    expires_at: Some(now_ms() + 60_000),
+                },
                 rec("token.create", &id),
             )
             .await
@@ -142,24 +213,50 @@ async fn tokens_and_disabling(store: Arc<dyn Store>, _t: Tamper) {
         assert_eq!(t.owner, alice);
         ids.push(id);
     }
-    let listed = store.tokens_list(&tenant(), Some(&alice), &PageRequest::first(10)).await.unwrap();
+    let listed = store
+        .tokens_list(&tenant(), Some(&alice), &PageRequest::first(10))
+        .await
+        .unwrap();
     assert_eq!(listed.items.len(), 2, "sessions are not listed");
     assert_eq!(listed.items[0].id, ids[1], "newest first");
     let auth = store.token_auth(&ids[0]).await.unwrap().unwrap();
-    assert_eq!((auth.owner_role, auth.owner_disabled, auth.token.revoked_at), (Role::Operator, false, None));
+    assert_eq!(
+        (auth.owner_role, auth.owner_disabled, auth.token.revoked_at),
+        (Role::Operator, false, None)
+    );
 
-    let revoked = store.token_revoke(&tenant(), &ids[0], rec("token.revoke", &ids[0])).await.unwrap();
+    let revoked = store
+        .token_revoke(&tenant(), &ids[0], rec("token.revoke", &ids[0]))
+        .await
+        .unwrap();
     assert!(revoked.revoked_at.is_some());
-    let missing = store.token_revoke(&tenant(), "00000000-0000-0000-0000-000000000000", rec("token.revoke", "x")).await;
+    let missing = store
+        .token_revoke(
+            &tenant(),
+            "00000000-0000-0000-0000-000000000000",
+            rec("token.revoke", "x"),
+        )
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound { .. })));
 
-    let disabled = store.operator_set_disabled(&tenant(), &alice, true, rec("operator.disable", "alice")).await.unwrap();
+    let disabled = store
+        .operator_set_disabled(&tenant(), &alice, true, rec("operator.disable", "alice"))
+        .await
+        .unwrap();
     assert!(disabled.disabled);
     for id in &ids {
         let a = store.token_auth(id).await.unwrap().unwrap();
-        assert!(a.owner_disabled && a.token.revoked_at.is_some(), "disabling revokes every token");
+        assert!(
+            a.owner_disabled && a.token.revoked_at.is_some(),
+            "disabling revokes every token"
+        );
     }
-    let last = store.audit_list(&tenant(), &PageRequest::first(1)).await.unwrap().items.remove(0);
+    let last = store
+        .audit_list(&tenant(), &PageRequest::first(1))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
     assert_eq!(last.action, "operator.disable");
     assert!(last.before.unwrap().contains("\"disabled\":false"));
     assert!(last.after.unwrap().contains("\"disabled\":true"));
@@ -168,15 +265,23 @@ async fn tokens_and_disabling(store: Arc<dyn Store>, _t: Tamper) {
 both!(audit_chain_detects_tampering);
 async fn audit_chain_detects_tampering(store: Arc<dyn Store>, tamper: Tamper) {
     for i in 0..5 {
-        store.audit_append(rec("thing.do", &format!("thing:{i}"))).await.unwrap();
+        store
+            .audit_append(rec("thing.do", &format!("thing:{i}")))
+            .await
+            .unwrap();
     }
     let v = store.audit_verify().await.unwrap();
     assert_eq!((v.verified, v.first_break.is_none()), (5, true));
-    let page = store.audit_list(&tenant(), &PageRequest::first(2)).await.unwrap();
+    let page = store
+        .audit_list(&tenant(), &PageRequest::first(2))
+        .await
+        .unwrap();
     assert_eq!(page.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 4]);
     assert_eq!(page.next.as_deref(), Some("4"));
 
-    tamper.exec("UPDATE audit_log SET target = 'thing:forged' WHERE seq = 3").await;
+    tamper
+        .exec("UPDATE audit_log SET target = 'thing:forged' WHERE seq = 3")
+        .await;
     let v = store.audit_verify().await.unwrap();
     let b = v.first_break.expect("an edited row must break the chain");
     assert_eq!((b.seq, b.kind), (3, BreakKind::ContentModified));
@@ -186,7 +291,10 @@ async fn audit_chain_detects_tampering(store: Arc<dyn Store>, tamper: Tamper) {
 both!(audit_chain_detects_deletion);
 async fn audit_chain_detects_deletion(store: Arc<dyn Store>, tamper: Tamper) {
     for i in 0..4 {
-        store.audit_append(rec("thing.do", &format!("thing:{i}"))).await.unwrap();
+        store
+            .audit_append(rec("thing.do", &format!("thing:{i}")))
+            .await
+            .unwrap();
     }
     tamper.exec("DELETE FROM audit_log WHERE seq = 2").await;
     let b = store.audit_verify().await.unwrap().first_break.unwrap();
@@ -198,7 +306,11 @@ async fn concurrent_appends_keep_one_chain(store: Arc<dyn Store>, _t: Tamper) {
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let s = store.clone();
-            tokio::spawn(async move { s.audit_append(rec("race", &format!("r:{i}"))).await.unwrap() })
+            tokio::spawn(async move {
+                s.audit_append(rec("race", &format!("r:{i}")))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     for t in tasks {
@@ -213,15 +325,50 @@ async fn secrets_meta_and_leases(store: Arc<dyn Store>, _t: Tamper) {
     assert_eq!(store.meta_get("k").await.unwrap(), None);
     assert_eq!(store.meta_put_if_absent("k", "one").await.unwrap(), "one");
     assert_eq!(store.meta_put_if_absent("k", "two").await.unwrap(), "one");
-    assert!(store.secret_put_if_absent(&tenant(), "s", b"sealed", rec("pki.ca_create", "ca")).await.unwrap());
-    assert!(!store.secret_put_if_absent(&tenant(), "s", b"other", rec("pki.ca_create", "ca")).await.unwrap());
-    assert_eq!(store.secret_get(&tenant(), "s").await.unwrap().as_deref(), Some(&b"sealed"[..]));
-    assert_eq!(store.audit_verify().await.unwrap().verified, 1, "only the stored secret is audited");
+    assert!(
+        store
+            .secret_put_if_absent(&tenant(), "s", b"sealed", rec("pki.ca_create", "ca"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .secret_put_if_absent(&tenant(), "s", b"other", rec("pki.ca_create", "ca"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.secret_get(&tenant(), "s").await.unwrap().as_deref(),
+        Some(&b"sealed"[..])
+    );
+    assert_eq!(
+        store.audit_verify().await.unwrap().verified,
+        1,
+        "only the stored secret is audited"
+    );
 
     let now = now_ms();
     assert!(store.lease_acquire("job", "a", now, 1000).await.unwrap());
-    assert!(!store.lease_acquire("job", "b", now + 10, 1000).await.unwrap(), "held by a");
-    assert!(store.lease_acquire("job", "a", now + 20, 1000).await.unwrap(), "renewal");
-    assert!(store.lease_acquire("job", "b", now + 5000, 1000).await.unwrap(), "expired, taken over");
+    assert!(
+        !store
+            .lease_acquire("job", "b", now + 10, 1000)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .lease_acquire("job", "a", now + 20, 1000)
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(
+        store
+            .lease_acquire("job", "b", now + 5000, 1000)
+            .await
+            .unwrap(),
+        "expired, taken over"
+    );
     store.ping().await.unwrap();
 }

@@ -13,7 +13,12 @@ use crate::{client, config, local, serve};
 /// 127.0.0.1:8443, its own CA). It prints the admin password once on first start. Then
 /// `garrison login` and manage operators and tokens from here.
 #[derive(Debug, Parser)]
-#[command(name = "garrison", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "garrison",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -234,21 +239,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(AdminCommand::ResetPassword { server, username }) => {
             local::reset_password(server.load()?, &username).await
         }
-        Command::Audit(AuditCommand::Verify { server, expect_head }) => {
-            local::audit_verify(server.load()?, expect_head.as_deref()).await
+        Command::Audit(AuditCommand::Verify {
+            server,
+            expect_head,
+        }) => local::audit_verify(server.load()?, expect_head.as_deref()).await,
+        Command::Audit(AuditCommand::List { remote, limit }) => {
+            client::audit_list(remote, limit).await
         }
-        Command::Audit(AuditCommand::List { remote, limit }) => client::audit_list(remote, limit).await,
         Command::Login(args) => client::login(args).await,
         Command::Logout(remote) => client::logout(remote).await,
         Command::Whoami(remote) => client::whoami(remote).await,
-        Command::Token(TokenCommand::Create { remote, role, name, expires_in }) => {
-            client::token_create(remote, role.map(Role::from), name, expires_in).await
-        }
+        Command::Token(TokenCommand::Create {
+            remote,
+            role,
+            name,
+            expires_in,
+        }) => client::token_create(remote, role.map(Role::from), name, expires_in).await,
         Command::Token(TokenCommand::List { remote }) => client::token_list(remote).await,
-        Command::Token(TokenCommand::Revoke { remote, id }) => client::token_revoke(remote, id).await,
-        Command::Operator(OperatorCommand::Add { remote, username, role, password_stdin }) => {
-            client::operator_add(remote, username, role.into(), password_stdin).await
+        Command::Token(TokenCommand::Revoke { remote, id }) => {
+            client::token_revoke(remote, id).await
         }
+        Command::Operator(OperatorCommand::Add {
+            remote,
+            username,
+            role,
+            password_stdin,
+        }) => client::operator_add(remote, username, role.into(), password_stdin).await,
         Command::Operator(OperatorCommand::List { remote }) => client::operator_list(remote).await,
         Command::Operator(OperatorCommand::Disable { remote, username }) => {
             client::operator_set_disabled(remote, username, true).await

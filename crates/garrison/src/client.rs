@@ -18,7 +18,12 @@ use crate::output::{self, Format};
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// Profile to use (saved by `garrison login`).
-    #[arg(long, env = "GARRISON_PROFILE", default_value = "default", global = true)]
+    #[arg(
+        long,
+        env = "GARRISON_PROFILE",
+        default_value = "default",
+        global = true
+    )]
     pub profile: String,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
@@ -28,7 +33,11 @@ pub struct RemoteArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LoginArgs {
     /// Server URL.
-    #[arg(long, env = "GARRISON_SERVER", default_value = "https://127.0.0.1:8443")]
+    #[arg(
+        long,
+        env = "GARRISON_SERVER",
+        default_value = "https://127.0.0.1:8443"
+    )]
     pub server: String,
     /// Root CA certificate to trust [default: ./garrison-data/ca.pem].
     #[arg(long, value_name = "FILE")]
@@ -69,8 +78,10 @@ fn read_profiles() -> anyhow::Result<ProfileFile> {
     if !path.exists() {
         return Ok(ProfileFile::default());
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a valid profiles file", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid profiles file", path.display()))
 }
 
 fn write_profiles(file: &ProfileFile) -> anyhow::Result<PathBuf> {
@@ -85,7 +96,9 @@ fn write_profiles(file: &ProfileFile) -> anyhow::Result<PathBuf> {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut f = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = options
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::io::Write::write_all(&mut f, text.as_bytes())?;
     }
     std::fs::rename(&tmp, &path)?;
@@ -113,19 +126,39 @@ fn http_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
 impl Remote {
     fn from_args(args: &RemoteArgs) -> anyhow::Result<Remote> {
         if let Ok(token) = std::env::var("GARRISON_TOKEN") {
-            let server = std::env::var("GARRISON_SERVER").unwrap_or_else(|_| "https://127.0.0.1:8443".into());
+            let server = std::env::var("GARRISON_SERVER")
+                .unwrap_or_else(|_| "https://127.0.0.1:8443".into());
             let ca_file = std::env::var("GARRISON_CA_CERT").context("GARRISON_TOKEN is set, so GARRISON_CA_CERT must name the server's CA certificate file")?;
-            let ca_pem = std::fs::read_to_string(&ca_file).with_context(|| format!("cannot read GARRISON_CA_CERT {ca_file}"))?;
-            return Ok(Remote { http: http_client(&ca_pem)?, server, token: Some(token), output: args.output });
+            let ca_pem = std::fs::read_to_string(&ca_file)
+                .with_context(|| format!("cannot read GARRISON_CA_CERT {ca_file}"))?;
+            return Ok(Remote {
+                http: http_client(&ca_pem)?,
+                server,
+                token: Some(token),
+                output: args.output,
+            });
         }
         let profiles = read_profiles()?;
         let Some(p) = profiles.profiles.get(&args.profile) else {
-            bail!("no profile {:?}: run `garrison login` first (or set GARRISON_TOKEN)", args.profile);
+            bail!(
+                "no profile {:?}: run `garrison login` first (or set GARRISON_TOKEN)",
+                args.profile
+            );
         };
-        Ok(Remote { http: http_client(&p.ca_pem)?, server: p.server.clone(), token: Some(p.token.clone()), output: args.output })
+        Ok(Remote {
+            http: http_client(&p.ca_pem)?,
+            server: p.server.clone(),
+            token: Some(p.token.clone()),
+            output: args.output,
+        })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -134,18 +167,29 @@ impl Remote {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach {url}; is `garrison serve` running and is the CA certificate right?"))?;
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach {url}; is `garrison serve` running and is the CA certificate right?"
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             if text.is_empty() {
                 return Ok(Value::Null);
             }
-            return serde_json::from_str(&text).with_context(|| format!("the server sent invalid JSON for {path}"));
+            return serde_json::from_str(&text)
+                .with_context(|| format!("the server sent invalid JSON for {path}"));
         }
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message = parsed.get("message").and_then(Value::as_str).unwrap_or(text.as_str());
-        let code = parsed.get("code").and_then(Value::as_str).unwrap_or("error");
+        let message = parsed
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or(text.as_str());
+        let code = parsed
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("error");
         let hint = match status.as_u16() {
             401 => "; log in again with `garrison login`",
             403 => "; ask an admin for a role that grants it",
@@ -189,38 +233,67 @@ fn read_password(stdin: bool, prompt: &str) -> anyhow::Result<String> {
         std::io::stdin().read_to_string(&mut text)?;
         Ok(text.trim_end_matches(['\n', '\r']).to_owned())
     } else {
-        rpassword::prompt_password(prompt).context("cannot read the password from the terminal; use --password-stdin")
+        rpassword::prompt_password(prompt)
+            .context("cannot read the password from the terminal; use --password-stdin")
     }
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
-    let ca_path = args.ca_cert.clone().unwrap_or_else(|| PathBuf::from("garrison-data/ca.pem"));
+    let ca_path = args
+        .ca_cert
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("garrison-data/ca.pem"));
     let ca_pem = std::fs::read_to_string(&ca_path).with_context(|| {
         format!("cannot read the server's CA certificate {}; pass --ca-cert (it is ca.pem in the server's data directory)", ca_path.display())
     })?;
-    let password = read_password(args.password_stdin, &format!("Password for {}: ", args.username))?;
-    let remote = Remote { http: http_client(&ca_pem)?, server: args.server.clone(), token: None, output: args.remote.output };
+    let password = read_password(
+        args.password_stdin,
+        &format!("Password for {}: ", args.username),
+    )?;
+    let remote = Remote {
+        http: http_client(&ca_pem)?,
+        server: args.server.clone(),
+        token: None,
+        output: args.remote.output,
+    };
     let session = remote
-        .post("/api/v1/auth/login", json!({ "username": args.username, "password": password }))
+        .post(
+            "/api/v1/auth/login",
+            json!({ "username": args.username, "password": password }),
+        )
         .await?;
-    let token = session.get("token").and_then(Value::as_str).context("the server's login answer has no token")?;
+    let token = session
+        .get("token")
+        .and_then(Value::as_str)
+        .context("the server's login answer has no token")?;
     let mut profiles = read_profiles()?;
     profiles.profiles.insert(
         args.remote.profile.clone(),
-        Profile { server: args.server.clone(), username: args.username.clone(), token: token.to_owned(), ca_pem },
+        Profile {
+            server: args.server.clone(),
+            username: args.username.clone(),
+            token: token.to_owned(),
+            ca_pem,
+        },
     );
     let path = write_profiles(&profiles)?;
     match args.remote.output {
-        Format::Json => output::print_object(Format::Json, &json!({
-            "username": args.username, "role": session.get("role"), "expires_at": session.get("expires_at"),
-            "profile": args.remote.profile, "server": args.server,
-        })),
+        Format::Json => output::print_object(
+            Format::Json,
+            &json!({
+                "username": args.username, "role": session.get("role"), "expires_at": session.get("expires_at"),
+                "profile": args.remote.profile, "server": args.server,
+            }),
+        ),
         Format::Table => println!(
             "Logged in to {} as {} ({}); session until {}. Saved as profile {:?} in {}.",
             args.server,
             args.username,
             session.get("role").and_then(Value::as_str).unwrap_or("?"),
-            session.get("expires_at").and_then(Value::as_str).unwrap_or("?"),
+            session
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
             args.remote.profile,
             path.display()
         ),
@@ -264,10 +337,17 @@ pub async fn token_create(
         Format::Json => output::print_object(Format::Json, &created),
         Format::Table => {
             let info = &created["info"];
-            println!("Created token {} ({}, role {}, expires {}).", info["id"].as_str().unwrap_or("?"),
-                info["name"].as_str().unwrap_or("?"), info["role"].as_str().unwrap_or("?"),
-                info["expires_at"].as_str().unwrap_or("never"));
-            println!("Store it now; it is not shown again:\n\n{}\n", created["token"].as_str().unwrap_or(""));
+            println!(
+                "Created token {} ({}, role {}, expires {}).",
+                info["id"].as_str().unwrap_or("?"),
+                info["name"].as_str().unwrap_or("?"),
+                info["role"].as_str().unwrap_or("?"),
+                info["expires_at"].as_str().unwrap_or("never")
+            );
+            println!(
+                "Store it now; it is not shown again:\n\n{}\n",
+                created["token"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -276,13 +356,23 @@ pub async fn token_create(
 pub async fn token_list(args: RemoteArgs) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let items = remote.get_all("/api/v1/tokens").await?;
-    output::print_list(remote.output, &items, &["id", "name", "owner", "role", "state", "expires_at"]);
+    output::print_list(
+        remote.output,
+        &items,
+        &["id", "name", "owner", "role", "state", "expires_at"],
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn token_revoke(args: RemoteArgs, id: String) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
-    let revoked = remote.call(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}"), None).await?;
+    let revoked = remote
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            None,
+        )
+        .await?;
     match remote.output {
         Format::Json => output::print_object(Format::Json, &revoked),
         Format::Table => println!("Revoked token {id}."),
@@ -290,7 +380,12 @@ pub async fn token_revoke(args: RemoteArgs, id: String) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn operator_add(args: RemoteArgs, username: String, role: Role, password_stdin: bool) -> anyhow::Result<ExitCode> {
+pub async fn operator_add(
+    args: RemoteArgs,
+    username: String,
+    role: Role,
+    password_stdin: bool,
+) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let mut body = json!({ "username": username, "role": role });
     if password_stdin {
@@ -312,14 +407,24 @@ pub async fn operator_add(args: RemoteArgs, username: String, role: Role, passwo
 pub async fn operator_list(args: RemoteArgs) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let items = remote.get_all("/api/v1/operators").await?;
-    output::print_list(remote.output, &items, &["username", "role", "disabled", "created_at"]);
+    output::print_list(
+        remote.output,
+        &items,
+        &["username", "role", "disabled", "created_at"],
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn operator_set_disabled(args: RemoteArgs, username: String, disabled: bool) -> anyhow::Result<ExitCode> {
+pub async fn operator_set_disabled(
+    args: RemoteArgs,
+    username: String,
+    disabled: bool,
+) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let verb = if disabled { "disable" } else { "enable" };
-    let op = remote.post(&format!("/api/v1/operators/{username}/{verb}"), json!({})).await?;
+    let op = remote
+        .post(&format!("/api/v1/operators/{username}/{verb}"), json!({}))
+        .await?;
     match remote.output {
         Format::Json => output::print_object(Format::Json, &op),
         Format::Table => println!("Operator {username} {verb}d."),
@@ -330,7 +435,15 @@ pub async fn operator_set_disabled(args: RemoteArgs, username: String, disabled:
 pub async fn audit_list(args: RemoteArgs, limit: u32) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let page = remote.get(&format!("/api/v1/audit?limit={limit}")).await?;
-    let items = page.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-    output::print_list(remote.output, &items, &["seq", "at", "actor", "action", "target", "source"]);
+    let items = page
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    output::print_list(
+        remote.output,
+        &items,
+        &["seq", "at", "actor", "action", "target", "source"],
+    );
     Ok(ExitCode::SUCCESS)
 }

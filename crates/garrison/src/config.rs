@@ -159,7 +159,14 @@ pub struct Overrides {
 }
 
 /// Environment variables with the `GARRISON_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["master_key", "config", "profile", "token", "server", "ca_cert"];
+const NOT_CONFIG: &[&str] = &[
+    "master_key",
+    "config",
+    "profile",
+    "token",
+    "server",
+    "ca_cert",
+];
 
 impl Config {
     /// Layers defaults < `file` < `GARRISON_*` environment < command-line overrides.
@@ -167,7 +174,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.is_file() {
-                bail!("config file {} does not exist; `garrison config defaults > garrison.toml` writes a documented one", path.display());
+                bail!(
+                    "config file {} does not exist; `garrison config defaults > garrison.toml` writes a documented one",
+                    path.display()
+                );
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -208,35 +218,51 @@ impl Config {
             )
         })?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("invalid value {:?} for key log_format: expected \"text\" or \"json\"", self.log_format);
+            bail!(
+                "invalid value {:?} for key log_format: expected \"text\" or \"json\"",
+                self.log_format
+            );
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level).with_context(|| {
             format!("invalid value {:?} for key log_level: expected a filter such as \"info\" or \"garrison=debug,info\"", self.log_level)
         })?;
         if self.api.max_body_bytes < 1024 {
-            bail!("invalid value {} for key api.max_body_bytes: expected at least 1024", self.api.max_body_bytes);
+            bail!(
+                "invalid value {} for key api.max_body_bytes: expected at least 1024",
+                self.api.max_body_bytes
+            );
         }
         if self.api.max_connections == 0 {
             bail!("invalid value 0 for key api.max_connections: expected at least 1");
         }
         if self.api.public_names.is_empty() {
-            bail!("key api.public_names is empty: list at least one DNS name or IP address the server is reached by");
+            bail!(
+                "key api.public_names is empty: list at least one DNS name or IP address the server is reached by"
+            );
         }
         let tls_files = match (&self.api.tls_cert_file, &self.api.tls_key_file) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             (None, None) => None,
             _ => bail!("keys api.tls_cert_file and api.tls_key_file must be set together"),
         };
-        if self.auth.login_max_failures_per_user == 0 || self.auth.login_max_failures_per_source == 0 {
-            bail!("keys auth.login_max_failures_per_user and auth.login_max_failures_per_source must be at least 1");
+        if self.auth.login_max_failures_per_user == 0
+            || self.auth.login_max_failures_per_source == 0
+        {
+            bail!(
+                "keys auth.login_max_failures_per_user and auth.login_max_failures_per_source must be at least 1"
+            );
         }
         if self.auth.session_ttl < Duration::from_secs(60) {
             bail!("invalid value for key auth.session_ttl: expected at least 1m");
         }
         if let Some(url) = &self.database_url
-            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
         {
-            bail!("invalid value for key database_url: expected postgres://USER@HOST/DB or sqlite://PATH");
+            bail!(
+                "invalid value for key database_url: expected postgres://USER@HOST/DB or sqlite://PATH"
+            );
         }
         let database_url = match &self.database_url {
             Some(url) => url.clone(),
@@ -299,15 +325,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("g.toml");
         std::fs::write(&file, "[api]\nmax_body_bytes = \"lots\"\n").unwrap();
-        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(Some(&file), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("api.max_body_bytes"), "{e}");
 
         std::fs::write(&file, "[api]\nlisten_on = \"x\"\n").unwrap();
-        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(Some(&file), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_on"), "{e}");
 
         std::fs::write(&file, "[auth]\nsession_ttl = \"soon\"\n").unwrap();
-        let e = Config::load(Some(&file), &Overrides::default()).unwrap_err().to_string();
+        let e = Config::load(Some(&file), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("auth.session_ttl"), "{e}");
     }
 
@@ -315,12 +347,19 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("g.toml");
-        std::fs::write(&file, "data_dir = \"/from/file\"\n[api]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[api]\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&file), &Overrides::default()).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         let c = Config::load(
             Some(&file),
-            &Overrides { listen: Some("127.0.0.1:2".into()), ..Overrides::default() },
+            &Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Overrides::default()
+            },
         )
         .unwrap();
         assert_eq!(c.api.listen, "127.0.0.1:2");

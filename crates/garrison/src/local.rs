@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use garrison_core::{TenantId, Username, audit::{Actor, AuditRecord}};
+use garrison_core::{
+    TenantId, Username,
+    audit::{Actor, AuditRecord},
+};
 
 use crate::{config::Config, setup};
 
@@ -14,7 +17,9 @@ fn cli_actor() -> Actor {
 }
 
 /// Opens and prepares the store as `serve` would (master key checked, schema migrated).
-async fn open_prepared(config: &Config) -> anyhow::Result<std::sync::Arc<dyn garrison_store::Store>> {
+async fn open_prepared(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<dyn garrison_store::Store>> {
     let settings = config.resolve()?;
     setup::init_logging(config);
     setup::prepare_data_dir(&settings.data_dir)?;
@@ -52,10 +57,21 @@ pub async fn reset_password(config: Config, username: &str) -> anyhow::Result<Ex
         let p = password.clone();
         tokio::task::spawn_blocking(move || garrison_api::hash_secret(&p)).await??
     };
-    let record = AuditRecord::new(&tenant, cli_actor(), "operator.password_reset", format!("operator:{name}"));
-    store.operator_set_password(&tenant, &name, &hash, record).await?;
+    let record = AuditRecord::new(
+        &tenant,
+        cli_actor(),
+        "operator.password_reset",
+        format!("operator:{name}"),
+    );
+    store
+        .operator_set_password(&tenant, &name, &hash, record)
+        .await?;
     store.close().await;
-    setup::print_credential(username, &password, "Password reset; the operator's sessions were ended.");
+    setup::print_credential(
+        username,
+        &password,
+        "Password reset; the operator's sessions were ended.",
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,14 +80,23 @@ pub async fn audit_verify(config: Config, expect_head: Option<&str>) -> anyhow::
     setup::init_logging(&config);
     let store = setup::open_store(&settings).await?;
     if !store.is_initialized().await? {
-        bail!("no Garrison database at {}; start `garrison serve` first", garrison_store::redact_url(&settings.database_url));
+        bail!(
+            "no Garrison database at {}; start `garrison serve` first",
+            garrison_store::redact_url(&settings.database_url)
+        );
     }
-    let result = store.audit_verify().await.context("cannot read the audit log")?;
+    let result = store
+        .audit_verify()
+        .await
+        .context("cannot read the audit log")?;
     store.close().await;
     match result.first_break {
         Some(b) => {
             println!("Audit chain BROKEN at entry {}: {}", b.seq, b.detail);
-            println!("{} entries before it verified; last good head {}", result.verified, result.head);
+            println!(
+                "{} entries before it verified; last good head {}",
+                result.verified, result.head
+            );
             Ok(ExitCode::from(1))
         }
         None => {
@@ -84,7 +109,10 @@ pub async fn audit_verify(config: Config, expect_head: Option<&str>) -> anyhow::
                 );
                 return Ok(ExitCode::from(1));
             }
-            println!("Audit chain intact: {} entries, head {}", result.verified, result.head);
+            println!(
+                "Audit chain intact: {} entries, head {}",
+                result.verified, result.head
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

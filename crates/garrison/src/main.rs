@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // Both aws-lc-rs and ring may be compiled in; pick one explicitly for every TLS user.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -14,14 +14,19 @@ pub enum Format {
 /// Prints `items` (JSON objects) as a table with `columns`, or as a JSON array.
 pub fn print_list(format: Format, items: &[Value], columns: &[&str]) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(items).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(items).unwrap_or_default()
+        ),
         Format::Table => {
             if items.is_empty() {
                 println!("(none)");
                 return;
             }
             let mut table = Table::new();
-            table.load_preset(UTF8_BORDERS_ONLY).set_header(columns.iter().map(|c| c.to_uppercase()));
+            table
+                .load_preset(UTF8_BORDERS_ONLY)
+                .set_header(columns.iter().map(|c| c.to_uppercase()));
             for item in items {
                 table.add_row(columns.iter().map(|c| cell(item.get(*c))));
             }
@@ -49,7 +54,11 @@ fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(a)) => a.iter().map(|v| cell(Some(v))).collect::<Vec<_>>().join(", "),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| cell(Some(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
         Some(other) => other.to_string(),
     }
 }

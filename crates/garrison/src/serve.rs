@@ -19,7 +19,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
 
     let tenant = TenantId::default();
     let (ca, ca_fingerprint) =
-        setup::certificate_authority(store.as_ref(), &key, &tenant, &config.pki.organization).await?;
+        setup::certificate_authority(store.as_ref(), &key, &tenant, &config.pki.organization)
+            .await?;
     let ca_file = setup::write_ca_file(&settings.data_dir, &ca)?;
 
     let (chain, private_key) = match &settings.tls_files {
@@ -42,10 +43,19 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let tls = garrison_pki::tls::server_config(chain, private_key)
         .context("the TLS certificate and key do not form a usable identity")?;
 
-    if let Some(password) =
-        setup::create_first_admin(store.as_ref(), &tenant, "admin", Actor::system("first-start")).await?
+    if let Some(password) = setup::create_first_admin(
+        store.as_ref(),
+        &tenant,
+        "admin",
+        Actor::system("first-start"),
+    )
+    .await?
     {
-        setup::print_credential("admin", &password, "First start: Garrison created the admin account.");
+        setup::print_credential(
+            "admin",
+            &password,
+            "First start: Garrison created the admin account.",
+        );
     }
 
     let api_settings = ApiSettings {
@@ -61,15 +71,30 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         store.clone(),
         api_settings,
         garrison_api::metrics_handle(),
-        ServerFacts { ca_fingerprint: ca_fingerprint.clone() },
+        ServerFacts {
+            ca_fingerprint: ca_fingerprint.clone(),
+        },
     );
     let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;
     let local = listener.local_addr()?;
-    println!("Garrison {} is listening on https://{local}", env!("CARGO_PKG_VERSION"));
-    println!("  store: {}   data: {}", store.backend().as_str(), settings.data_dir.display());
-    println!("  trust: {} (root CA SHA-256 {ca_fingerprint})", ca_file.display());
-    println!("  next:  garrison login --server https://{local} --ca-cert {}", ca_file.display());
+    println!(
+        "Garrison {} is listening on https://{local}",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "  store: {}   data: {}",
+        store.backend().as_str(),
+        settings.data_dir.display()
+    );
+    println!(
+        "  trust: {} (root CA SHA-256 {ca_fingerprint})",
+        ca_file.display()
+    );
+    println!(
+        "  next:  garrison login --server https://{local} --ca-cert {}",
+        ca_file.display()
+    );
     tracing::info!(addr = %local, backend = store.backend().as_str(), "Garrison started");
 
     garrison_api::serve_tls(

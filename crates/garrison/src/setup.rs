@@ -12,7 +12,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use garrison_core::{Role, TenantId, Username, audit::{Actor, AuditRecord}};
+use garrison_core::{
+    Role, TenantId, Username,
+    audit::{Actor, AuditRecord},
+};
 use garrison_pki::{CertificateAuthority, MasterKey, PkiError, certificate_fingerprint};
 use garrison_store::{NewOperator, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -28,7 +31,9 @@ pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if config.log_format == "json" {
         builder.json().try_init()
     } else {
@@ -38,7 +43,8 @@ pub fn init_logging(config: &Config) {
 
 /// Creates the data directory (mode 0700) if needed.
 pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     restrict(dir, 0o700);
     Ok(())
 }
@@ -94,12 +100,19 @@ pub async fn master_key(settings: &Settings, store: &dyn Store) -> anyhow::Resul
     } else {
         None
     };
-    let stored_id = if stored_check.is_some() { store.meta_get(META_KEY_ID).await? } else { None };
+    let stored_id = if stored_check.is_some() {
+        store.meta_get(META_KEY_ID).await?
+    } else {
+        None
+    };
     let expected = stored_id.as_deref().unwrap_or("unknown");
     let key = if let Ok(text) = std::env::var("GARRISON_MASTER_KEY") {
         MasterKey::from_text(&text).context("GARRISON_MASTER_KEY is not a valid master key")?
     } else {
-        let path = settings.master_key_file.clone().unwrap_or_else(default_master_key_path);
+        let path = settings
+            .master_key_file
+            .clone()
+            .unwrap_or_else(default_master_key_path);
         if path.exists() {
             warn_if_readable_by_others(&path);
             let text = fs::read_to_string(&path)
@@ -131,7 +144,8 @@ pub async fn master_key(settings: &Settings, store: &dyn Store) -> anyhow::Resul
 fn create_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     let key = MasterKey::generate()?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         restrict(parent, 0o700);
     }
     let mut options = fs::OpenOptions::new();
@@ -166,10 +180,14 @@ fn warn_if_readable_by_others(_path: &Path) {}
 /// Migrates the schema and records the master key's check value (first start only).
 pub async fn migrate(store: &dyn Store, key: &MasterKey) -> anyhow::Result<()> {
     store.migrate().await.context("database migration failed")?;
-    let check = store.meta_put_if_absent(META_KEY_CHECK, &key.check_value()?).await?;
+    let check = store
+        .meta_put_if_absent(META_KEY_CHECK, &key.check_value()?)
+        .await?;
     // Another replica may have initialised the store first, with another key.
     key.verify_check_value(&check).map_err(|_| {
-        anyhow::anyhow!("another server initialised this database with a different master key; supply that key")
+        anyhow::anyhow!(
+            "another server initialised this database with a different master key; supply that key"
+        )
     })?;
     store.meta_put_if_absent(META_KEY_ID, &key.id()).await?;
     Ok(())
@@ -200,9 +218,19 @@ pub async fn certificate_authority(
         };
         let sealed = key.seal(&serde_json::to_vec(&bundle)?, CA_SECRET)?;
         let fingerprint = root_fingerprint(&bundle.root_cert_pem)?;
-        let record = AuditRecord::new(tenant, Actor::system("first-start"), "pki.ca_create", "ca:root")
-            .after(serde_json::json!({ "organization": organization, "root_fingerprint": fingerprint }));
-        if store.secret_put_if_absent(tenant, CA_SECRET, &sealed, record).await? {
+        let record = AuditRecord::new(
+            tenant,
+            Actor::system("first-start"),
+            "pki.ca_create",
+            "ca:root",
+        )
+        .after(
+            serde_json::json!({ "organization": organization, "root_fingerprint": fingerprint }),
+        );
+        if store
+            .secret_put_if_absent(tenant, CA_SECRET, &sealed, record)
+            .await?
+        {
             tracing::info!(%fingerprint, "Created Garrison's certificate authority (root and issuing CA)");
         }
     }
@@ -212,14 +240,19 @@ pub async fn certificate_authority(
         .context("the CA bundle vanished from the store")?;
     let bundle: CaBundle = serde_json::from_slice(&key.open(&sealed, CA_SECRET)?)
         .context("the stored CA bundle is corrupt")?;
-    let ca = CertificateAuthority::load(&bundle.root_cert_pem, &bundle.issuing_cert_pem, &bundle.issuing_key_pem)?;
+    let ca = CertificateAuthority::load(
+        &bundle.root_cert_pem,
+        &bundle.issuing_cert_pem,
+        &bundle.issuing_key_pem,
+    )?;
     let fingerprint = root_fingerprint(&bundle.root_cert_pem)?;
     Ok((ca, fingerprint))
 }
 
 fn root_fingerprint(pem: &str) -> anyhow::Result<String> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let der = CertificateDer::from_pem_slice(pem.as_bytes()).context("the root certificate is not PEM")?;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes())
+        .context("the root certificate is not PEM")?;
     Ok(certificate_fingerprint(&der))
 }
 
@@ -247,9 +280,22 @@ pub async fn create_first_admin(
         let p = password.clone();
         tokio::task::spawn_blocking(move || garrison_api::hash_secret(&p)).await??
     };
-    let record = AuditRecord::new(tenant, actor, "operator.create", format!("operator:{username}"));
+    let record = AuditRecord::new(
+        tenant,
+        actor,
+        "operator.create",
+        format!("operator:{username}"),
+    );
     match store
-        .operator_create(NewOperator { tenant: tenant.clone(), username, role: Role::Admin, password_hash: hash }, record)
+        .operator_create(
+            NewOperator {
+                tenant: tenant.clone(),
+                username,
+                role: Role::Admin,
+                password_hash: hash,
+            },
+            record,
+        )
         .await
     {
         Ok(_) => Ok(Some(password)),

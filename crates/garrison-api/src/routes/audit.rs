@@ -30,9 +30,15 @@ pub(crate) async fn list(
     if let Some(cursor) = &page.cursor
         && cursor.parse::<i64>().is_err()
     {
-        return Err(crate::ApiError::invalid_query("cursor", "audit cursors are sequence numbers"));
+        return Err(crate::ApiError::invalid_query(
+            "cursor",
+            "audit cursors are sequence numbers",
+        ));
     }
-    let page = state.store().audit_list(&caller.tenant, &page.to_request()).await?;
+    let page = state
+        .store()
+        .audit_list(&caller.tenant, &page.to_request())
+        .await?;
     Ok(Json(PageOf::from_page(page, AuditEntryView::from)))
 }
 

@@ -1,7 +1,11 @@
 //! `/api/v1/auth`: login, logout, whoami, password change.
 
 use axum::{Extension, Json, extract::State, http::StatusCode};
-use garrison_core::{Permission, Username, audit::{Actor, AuditRecord}, format_ms, now_ms};
+use garrison_core::{
+    Permission, Username,
+    audit::{Actor, AuditRecord},
+    format_ms, now_ms,
+};
 use garrison_store::{NewToken, TokenKind};
 
 use crate::{
@@ -66,12 +70,19 @@ pub(crate) async fn login(
         let reason = reason.unwrap_or("unknown_user");
         metrics::counter!("garrison_api_login_failures_total", "reason" => reason).increment(1);
         let tripped = state.inner.throttle.record_failure(&claimed, source);
-        let record = AuditRecord::new(&tenant, Actor::anonymous(&claimed), "auth.login_failed", format!("operator:{claimed}"))
-            .after(serde_json::json!({ "reason": reason, "throttled": tripped }))
-            .source(source.map(|s| s.to_string()));
+        let record = AuditRecord::new(
+            &tenant,
+            Actor::anonymous(&claimed),
+            "auth.login_failed",
+            format!("operator:{claimed}"),
+        )
+        .after(serde_json::json!({ "reason": reason, "throttled": tripped }))
+        .source(source.map(|s| s.to_string()));
         state.store().audit_append(record).await?;
         tracing::warn!(username = %claimed, ?source, reason, "Login failed");
-        return Err(ApiError::unauthenticated("wrong username or password, or the account is disabled"));
+        return Err(ApiError::unauthenticated(
+            "wrong username or password, or the account is disabled",
+        ));
     };
     state.inner.throttle.record_success(&claimed);
     let minted = mint_blocking().await?;
@@ -89,8 +100,13 @@ pub(crate) async fn login(
                 secret_hash: minted.secret_hash,
                 expires_at: Some(expires_at),
             },
-            AuditRecord::new(&tenant, Actor::operator(op.operator.username.as_str()), "auth.login", format!("operator:{}", op.operator.username))
-                .source(source.map(|s| s.to_string())),
+            AuditRecord::new(
+                &tenant,
+                Actor::operator(op.operator.username.as_str()),
+                "auth.login",
+                format!("operator:{}", op.operator.username),
+            )
+            .source(source.map(|s| s.to_string())),
         )
         .await?;
     Ok(Json(LoginResponse {
@@ -116,11 +132,22 @@ pub(crate) async fn login(
 pub(crate) async fn logout(State(state): State<ApiState>, caller: Caller) -> ApiResult<StatusCode> {
     caller.require(Permission::SelfManage)?;
     if caller.kind != TokenKind::Session {
-        return Err(ApiError::invalid_body(None, "this is an API token, not a session: revoke it with `DELETE /api/v1/tokens/{id}`"));
+        return Err(ApiError::invalid_body(
+            None,
+            "this is an API token, not a session: revoke it with `DELETE /api/v1/tokens/{id}`",
+        ));
     }
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), "auth.logout", format!("token:{}", caller.token_id))
-        .source(caller.source_text());
-    state.store().token_revoke(&caller.tenant, &caller.token_id, record).await?;
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "auth.logout",
+        format!("token:{}", caller.token_id),
+    )
+    .source(caller.source_text());
+    state
+        .store()
+        .token_revoke(&caller.tenant, &caller.token_id, record)
+        .await?;
     state.inner.auth.forget(&caller.token_id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,8 +209,13 @@ pub(crate) async fn change_password(
         return Err(ApiError::unauthenticated("the current password is wrong"));
     }
     let new_hash = hash_blocking(body.new_password).await?;
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), "operator.password_change", format!("operator:{}", caller.username))
-        .source(caller.source_text());
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "operator.password_change",
+        format!("operator:{}", caller.username),
+    )
+    .source(caller.source_text());
     state
         .store()
         .operator_set_password(&caller.tenant, &caller.username, &new_hash, record)

@@ -33,7 +33,10 @@ pub(crate) async fn list(
     page: Pagination,
 ) -> ApiResult<Json<PageOf<OperatorView>>> {
     caller.require(Permission::OperatorsRead)?;
-    let page = state.store().operators_list(&caller.tenant, &page.to_request()).await?;
+    let page = state
+        .store()
+        .operators_list(&caller.tenant, &page.to_request())
+        .await?;
     Ok(Json(PageOf::from_page(page, OperatorView::from)))
 }
 
@@ -67,18 +70,31 @@ pub(crate) async fn create(
         None => (generate_password().map_err(ApiError::internal)?, true),
     };
     let hash = hash_blocking(password.clone()).await?;
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), "operator.create", format!("operator:{username}"))
-        .source(caller.source_text());
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "operator.create",
+        format!("operator:{username}"),
+    )
+    .source(caller.source_text());
     let op = state
         .store()
         .operator_create(
-            NewOperator { tenant: caller.tenant.clone(), username, role: body.role, password_hash: hash },
+            NewOperator {
+                tenant: caller.tenant.clone(),
+                username,
+                role: body.role,
+                password_hash: hash,
+            },
             record,
         )
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedOperator { operator: op.into(), initial_password: generated.then_some(password) }),
+        Json(CreatedOperator {
+            operator: op.into(),
+            initial_password: generated.then_some(password),
+        }),
     ))
 }
 
@@ -137,7 +153,8 @@ pub(crate) async fn disable(
         .operator_get(&caller.tenant, &username)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("operator {username:?} not found")))?;
-    if target.role == Role::Admin && !target.disabled && enabled_admins(&state, &caller).await? <= 1 {
+    if target.role == Role::Admin && !target.disabled && enabled_admins(&state, &caller).await? <= 1
+    {
         return Err(ApiError::conflict("cannot disable the last enabled admin"));
     }
     set_disabled(&state, &caller, username, true).await
@@ -171,9 +188,18 @@ async fn set_disabled(
     username: Username,
     disabled: bool,
 ) -> ApiResult<Json<OperatorView>> {
-    let action = if disabled { "operator.disable" } else { "operator.enable" };
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), action, format!("operator:{username}"))
-        .source(caller.source_text());
+    let action = if disabled {
+        "operator.disable"
+    } else {
+        "operator.enable"
+    };
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        action,
+        format!("operator:{username}"),
+    )
+    .source(caller.source_text());
     let op = state
         .store()
         .operator_set_disabled(&caller.tenant, &username, disabled, record)
@@ -186,7 +212,11 @@ async fn enabled_admins(state: &ApiState, caller: &Caller) -> ApiResult<usize> {
     let mut page = PageRequest::first(500);
     loop {
         let batch = state.store().operators_list(&caller.tenant, &page).await?;
-        count += batch.items.iter().filter(|o| o.role == Role::Admin && !o.disabled).count();
+        count += batch
+            .items
+            .iter()
+            .filter(|o| o.role == Role::Admin && !o.disabled)
+            .count();
         match batch.next {
             Some(next) => page.after = Some(next),
             None => return Ok(count),

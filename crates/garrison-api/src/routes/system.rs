@@ -22,7 +22,10 @@ use crate::{
     responses((status = 200, description = "Alive", body = Status))
 )]
 pub(crate) async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok".into(), detail: None })
+    Json(Status {
+        status: "ok".into(),
+        detail: None,
+    })
 }
 
 /// Readiness: the store answers within two seconds. Unauthenticated.
@@ -36,17 +39,29 @@ pub(crate) async fn healthz() -> Json<Status> {
 )]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Status>) {
     match tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(Status { status: "ready".into(), detail: None })),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(Status {
+                status: "ready".into(),
+                detail: None,
+            }),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "Readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Status { status: "unavailable".into(), detail: Some("the store is unavailable".into()) }),
+                Json(Status {
+                    status: "unavailable".into(),
+                    detail: Some("the store is unavailable".into()),
+                }),
             )
         }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Status { status: "unavailable".into(), detail: Some("the store did not answer within 2s".into()) }),
+            Json(Status {
+                status: "unavailable".into(),
+                detail: Some("the store did not answer within 2s".into()),
+            }),
         ),
     }
 }
@@ -61,7 +76,10 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<S
         (status = 403, description = "Role lacks system:read", body = ErrorBody),
     )
 )]
-pub(crate) async fn info(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<SystemInfo>> {
+pub(crate) async fn info(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<SystemInfo>> {
     caller.require(Permission::SystemRead)?;
     Ok(Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -100,9 +118,17 @@ pub(crate) async fn metrics(State(state): State<ApiState>, caller: Caller) -> Ap
         (status = 401, description = "Not authenticated", body = ErrorBody),
     )
 )]
-pub(crate) async fn openapi_json(State(state): State<ApiState>, caller: Caller) -> ApiResult<Response> {
+pub(crate) async fn openapi_json(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Response> {
     caller.require(Permission::SystemRead)?;
-    let spec = state.inner.spec.get().cloned().unwrap_or_else(crate::openapi);
+    let spec = state
+        .inner
+        .spec
+        .get()
+        .cloned()
+        .unwrap_or_else(crate::openapi);
     Ok(Json(spec).into_response())
 }
 
@@ -117,11 +143,18 @@ pub(crate) async fn openapi_json(State(state): State<ApiState>, caller: Caller) 
 )]
 pub(crate) async fn docs(State(state): State<ApiState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Permission::SystemRead)?;
-    let spec = state.inner.spec.get().cloned().unwrap_or_else(crate::openapi);
+    let spec = state
+        .inner
+        .spec
+        .get()
+        .cloned()
+        .unwrap_or_else(crate::openapi);
     let mut response = Html(crate::docs::render(&spec)).into_response();
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     Ok(response)
 }

@@ -39,7 +39,10 @@ pub(crate) async fn list(
 ) -> ApiResult<Json<PageOf<TokenView>>> {
     caller.require(Permission::SelfManage)?;
     let owner = (!caller.may(Permission::TokensAll)).then_some(&caller.username);
-    let page = state.store().tokens_list(&caller.tenant, owner, &page.to_request()).await?;
+    let page = state
+        .store()
+        .tokens_list(&caller.tenant, owner, &page.to_request())
+        .await?;
     Ok(Json(PageOf::from_page(page, TokenView::from)))
 }
 
@@ -63,7 +66,10 @@ pub(crate) async fn create(
     caller.require(Permission::SelfManage)?;
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid_body(Some("name".into()), "name must be 1 to 100 characters"));
+        return Err(ApiError::invalid_body(
+            Some("name".into()),
+            "name must be 1 to 100 characters",
+        ));
     }
     let role = body.role.unwrap_or(caller.role);
     if !caller.role.covers(role) || !caller.owner_role.covers(role) {
@@ -85,8 +91,13 @@ pub(crate) async fn create(
             })?,
     };
     let minted = mint_blocking().await?;
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), "token.create", format!("token:{}", minted.id))
-        .source(caller.source_text());
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "token.create",
+        format!("token:{}", minted.id),
+    )
+    .source(caller.source_text());
     let info = state
         .store()
         .token_create(
@@ -103,7 +114,13 @@ pub(crate) async fn create(
             record,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { token: minted.token, info: info.into() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: minted.token,
+            info: info.into(),
+        }),
+    ))
 }
 
 /// Revoke a token: one's own, or anyone's with `tokens:all`.
@@ -128,15 +145,28 @@ pub(crate) async fn revoke(
         .map_err(|_| ApiError::invalid_path("id", "token ids are UUIDs"))?
         .to_string();
     let not_found = || ApiError::not_found(format!("token {id} not found"));
-    let token = state.store().token_auth(&id).await?.ok_or_else(not_found)?.token;
+    let token = state
+        .store()
+        .token_auth(&id)
+        .await?
+        .ok_or_else(not_found)?
+        .token;
     let visible = token.tenant == caller.tenant
         && (token.owner == caller.username || caller.may(Permission::TokensAll));
     if !visible {
         return Err(not_found());
     }
-    let record = AuditRecord::new(&caller.tenant, caller.actor(), "token.revoke", format!("token:{id}"))
-        .source(caller.source_text());
-    let info = state.store().token_revoke(&caller.tenant, &id, record).await?;
+    let record = AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "token.revoke",
+        format!("token:{id}"),
+    )
+    .source(caller.source_text());
+    let info = state
+        .store()
+        .token_revoke(&caller.tenant, &id, record)
+        .await?;
     state.inner.auth.forget(&id);
     Ok(Json(info.into()))
 }

@@ -1,0 +1,349 @@
+//! End-to-end tests of the real binary: `serve` on embedded defaults driven by the CLI and by
+//! curl and openssl (third-party clients), refusal of a wrong master key, a used port, and
+//! `audit verify` catching a row edited directly in the database.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_garrison");
+
+fn garrison(home: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("XDG_CONFIG_HOME", home.join("cfg"))
+        .env_remove("GARRISON_MASTER_KEY")
+        .env_remove("GARRISON_TOKEN")
+        .env("NO_COLOR", "1")
+        .current_dir(home);
+    c
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    password: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(clippy::zombie_processes)] // Server::drop kills and waits.
+fn start(home: &Path, extra: &[&str]) -> Server {
+    let mut child = garrison(home)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut password = None;
+    loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        if let Some(p) = line.split("password: ").nth(1) {
+            password = Some(p.trim_end_matches('│').trim().to_owned());
+        }
+        if let Some(url) = line.split("listening on https://").nth(1) {
+            let addr = url.trim().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return Server {
+                child,
+                addr,
+                password,
+            };
+        }
+    }
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn serve_login_tokens_operators_and_graceful_shutdown() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start(h, &[]);
+    let password = server
+        .password
+        .clone()
+        .expect("first start prints the admin password");
+    let url = format!("https://{}", server.addr);
+    let ca = h.join("garrison-data/ca.pem");
+    assert!(
+        std::fs::read_to_string(h.join("cfg/garrison/master.key"))
+            .unwrap()
+            .trim()
+            .len()
+            == 44
+    );
+
+    // curl, trusting only Garrison's CA: probes are open, the API is not.
+    let (ok, body, _) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{url}/healthz")),
+        None,
+    );
+    assert!(ok && body.contains("ok"), "{body}");
+    let (_, code, _) = run(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{url}/api/v1/operators")),
+        None,
+    );
+    assert_eq!(code, "401");
+
+    let (ok, out, err) = run(
+        garrison(h)
+            .args(["login", "--server", &url, "--password-stdin", "--ca-cert"])
+            .arg(&ca),
+        Some(&password),
+    );
+    assert!(ok, "login failed: {out}{err}");
+    let (ok, out, err) = run(
+        garrison(h).args([
+            "token", "create", "--role", "analyst", "--name", "grafana", "-o", "json",
+        ]),
+        None,
+    );
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(created["info"]["role"], "analyst");
+
+    // The new token works with curl and carries only analyst rights.
+    let (_, code, _) = run(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(format!("{url}/metrics")),
+        None,
+    );
+    assert_eq!(code, "200");
+    let (_, code, _) = run(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("--cacert")
+            .arg(&ca)
+            .arg(format!("{url}/api/v1/audit")),
+        None,
+    );
+    assert_eq!(code, "403");
+
+    let (ok, out, err) = run(
+        garrison(h).args(["operator", "add", "bob", "--role", "auditor"]),
+        None,
+    );
+    assert!(ok && out.contains("Initial password"), "{out}{err}");
+    let (ok, out, _) = run(garrison(h).args(["operator", "list", "-o", "json"]), None);
+    assert!(ok);
+    let ops: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(ops.as_array().unwrap().len(), 2);
+    let (ok, out, _) = run(garrison(h).args(["token", "list"]), None);
+    assert!(ok && out.contains("grafana"), "{out}");
+    let (ok, _, err) = run(garrison(h).args(["operator", "disable", "admin"]), None);
+    assert!(
+        !ok && err.contains("cannot disable your own account"),
+        "{err}"
+    );
+
+    // TLS 1.1 is refused; TLS 1.2 works.
+    let (ok, _, _) = run(
+        Command::new("openssl").args(["s_client", "-connect", &server.addr, "-tls1_1"]),
+        Some(""),
+    );
+    assert!(!ok, "TLS 1.1 must be refused");
+    let (ok, _, _) = run(
+        Command::new("openssl")
+            .args(["s_client", "-connect", &server.addr, "-tls1_2", "-CAfile"])
+            .arg(&ca),
+        Some(""),
+    );
+    assert!(ok, "TLS 1.2 must work");
+
+    // A second server on the same port fails clearly (separate data directory).
+    let other = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(
+        garrison(other.path()).args(["serve", "--listen", &server.addr]),
+        None,
+    );
+    assert!(!ok && err.contains("already in use"), "{err}");
+    // A second server on the same data directory fails clearly too.
+    let (ok, _, err) = run(garrison(h).args(["serve", "--listen", "127.0.0.1:0"]), None);
+    assert!(
+        !ok && err.contains("another garrison server is using the data directory"),
+        "{err}"
+    );
+
+    // SIGTERM: graceful stop, exit 0, and the audit chain is intact afterwards.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_exit(&mut server.child);
+    assert!(status.success(), "serve exited with {status:?}");
+    let (ok, out, err) = run(garrison(h).args(["audit", "verify"]), None);
+    assert!(ok && out.contains("Audit chain intact"), "{out}{err}");
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("process did not exit within 10s");
+}
+
+#[test]
+fn wrong_master_key_refuses_to_start_and_changes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let key_a = "aa".repeat(32);
+    let key_b = "bb".repeat(32);
+    let (ok, out, err) = run(
+        garrison(h)
+            .env("GARRISON_MASTER_KEY", &key_a)
+            .args(["admin", "init"]),
+        None,
+    );
+    assert!(ok && out.contains("password:"), "{out}{err}");
+    let db = h.join("garrison-data/garrison.db");
+    let (_, before, _) = run(garrison(h).args(["audit", "verify"]), None);
+    let snapshot = std::fs::read(&db).unwrap();
+
+    let (ok, _, err) = run(
+        garrison(h)
+            .env("GARRISON_MASTER_KEY", &key_b)
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+        None,
+    );
+    assert!(!ok, "serve must refuse a wrong key");
+    assert!(
+        err.contains("not the one this installation was created with")
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        snapshot,
+        "the database file must be untouched"
+    );
+    let (_, after, _) = run(garrison(h).args(["audit", "verify"]), None);
+    assert_eq!(before, after);
+
+    // Without any key at all, the sealed installation refuses too.
+    let (ok, _, err) = run(garrison(h).args(["admin", "reset-password"]), None);
+    assert!(!ok && err.contains("no key file"), "{err}");
+    // The right key works.
+    let (ok, out, err) = run(
+        garrison(h)
+            .env("GARRISON_MASTER_KEY", &key_a)
+            .args(["admin", "reset-password"]),
+        None,
+    );
+    assert!(ok && out.contains("Password reset"), "{out}{err}");
+}
+
+#[test]
+fn audit_verify_names_the_row_edited_in_the_database() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let key = "cc".repeat(32);
+    for command in ["init", "reset-password", "reset-password"] {
+        let (ok, _, err) = run(
+            garrison(h)
+                .env("GARRISON_MASTER_KEY", &key)
+                .args(["admin", command]),
+            None,
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, out, _) = run(garrison(h).args(["audit", "verify"]), None);
+    assert!(ok && out.contains("intact"), "{out}");
+    let head = out.split("head ").nth(1).unwrap().trim().to_owned();
+    let (ok, _, _) = run(
+        garrison(h).args(["audit", "verify", "--expect-head", &head]),
+        None,
+    );
+    assert!(ok);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", h.join("garrison-data/garrison.db").display());
+        let store = garrison_store::SqliteStore::open(&url).await.unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'operator:mallory' WHERE seq = 2")
+            .execute(store.pool())
+            .await
+            .unwrap();
+    });
+    let (ok, out, _) = run(garrison(h).args(["audit", "verify"]), None);
+    assert!(!ok, "verify must fail on a tampered chain");
+    assert!(out.contains("BROKEN at entry 2"), "{out}");
+}
+
+#[test]
+fn config_defaults_and_bad_config() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (ok, out, _) = run(garrison(h).args(["config", "defaults"]), None);
+    assert!(ok && out.contains("listen = \"127.0.0.1:8443\""));
+    std::fs::write(h.join("g.toml"), "[api]\nlisten = \"everywhere\"\n").unwrap();
+    let (ok, _, err) = run(
+        garrison(h).args(["config", "show", "--config", "g.toml"]),
+        None,
+    );
+    assert!(!ok && err.contains("api.listen"), "{err}");
+    let (ok, _, err) = run(
+        garrison(h)
+            .env("GARRISON_API__MAX_BODY_BYTES", "lots")
+            .args(["config", "show"]),
+        None,
+    );
+    assert!(
+        !ok && err.to_lowercase().contains("api.max_body_bytes"),
+        "{err}"
+    );
+}
