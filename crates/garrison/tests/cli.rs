@@ -35,11 +35,20 @@ impl Drop for Server {
     }
 }
 
-#[allow(clippy::zombie_processes)] // Server::drop kills and waits.
 fn start(home: &Path, extra: &[&str]) -> Server {
+    start_with(home, extra, &[])
+}
+
+fn start_with_env(home: &Path, env: &[(&str, &str)]) -> Server {
+    start_with(home, &[], env)
+}
+
+#[allow(clippy::zombie_processes)] // Server::drop kills and waits.
+fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = garrison(home)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -346,4 +355,57 @@ fn config_defaults_and_bad_config() {
         !ok && err.to_lowercase().contains("api.max_body_bytes"),
         "{err}"
     );
+}
+
+#[test]
+fn operator_supplied_server_certificate_is_served() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (ok, _, err) = run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=own.example",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .args(["-keyout", "own.key", "-out", "own.crt"])
+            .current_dir(h),
+        None,
+    );
+    assert!(ok, "{err}");
+    let server = start_with_env(
+        h,
+        &[
+            ("GARRISON_API__TLS_CERT_FILE", "own.crt"),
+            ("GARRISON_API__TLS_KEY_FILE", "own.key"),
+        ],
+    );
+    let url = format!("https://{}/healthz", server.addr);
+    let (ok, body, err) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert", "own.crt", &url])
+            .current_dir(h),
+        None,
+    );
+    assert!(ok && body.contains("ok"), "{body}{err}");
+    // Garrison's own CA did not issue this certificate, so trusting it alone fails.
+    let (ok, _, _) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert", "garrison-data/ca.pem", &url])
+            .current_dir(h),
+        None,
+    );
+    assert!(!ok);
 }
