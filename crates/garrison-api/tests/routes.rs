@@ -503,40 +503,26 @@ async fn probes_docs_and_metrics() {
     let (s, spec) = call(&f.app, "get", "/api/openapi.json", Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(spec["paths"]["/api/v1/operators"].is_object());
-    let req = Request::get("/api/docs")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let resp = f.app.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let html = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let (s, html) = get_text(&f.app, "/api/docs", &token).await;
+    assert_eq!(s, StatusCode::OK);
     assert!(html.contains("/api/v1/tokens") && html.contains("operators:write"));
-    let req = Request::get("/metrics")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let resp = f.app.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let (s, text) = get_text(&f.app, "/metrics", &token).await;
+    assert_eq!(s, StatusCode::OK);
     assert!(text.contains("garrison_http_requests_total"), "{text}");
     assert_eq!(
         call(&f.app, "get", "/nope", Some(&token), None).await.1["code"],
         "not_found"
     );
+}
+
+/// GET with a bearer token, returning the body as text (for non-JSON routes).
+async fn get_text(app: &Router, path: &str, token: &str) -> (StatusCode, String) {
+    let req = Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
