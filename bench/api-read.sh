@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-15}
 CONN=${2:-32}
-BIN=${GARRISON_BIN:-${CARGO_TARGET_DIR:-target}/release/garrison}
-PGURL_BASE=${GARRISON_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+BIN=${BENCH_GARRISON_BIN:-${CARGO_TARGET_DIR:-target}/release/garrison}
+PGURL_BASE=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -22,6 +22,7 @@ run_backend() {
     "$BIN" serve --data-dir "$dir/data" --listen 127.0.0.1:0 "$@" >"$dir/out" 2>"$dir/err" &
   for _ in $(seq 1 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.1; done
   local url; url=$(grep -o 'https://[0-9.:]*' "$dir/out" | head -1)
+  [ -n "$url" ] || { echo "garrison serve did not start:" >&2; cat "$dir/err" >&2; exit 1; }
   local pass; pass=$(grep 'password:' "$dir/out" | awk '{print $3}')
   local token; token=$(curl -s --cacert "$dir/data/ca.pem" -H 'content-type: application/json' \
     -d "{\"username\":\"admin\",\"password\":\"$pass\"}" "$url/api/v1/auth/login" | sed 's/.*"token":"\([^"]*\)".*/\1/')
