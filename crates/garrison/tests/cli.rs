@@ -409,3 +409,64 @@ fn operator_supplied_server_certificate_is_served() {
     );
     assert!(!ok);
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_completes() {
+    use std::io::Read;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut server = start(h, &[]);
+    let password = server.password.clone().unwrap();
+    let body = format!("{{\"username\":\"admin\",\"password\":\"{password}\"}}");
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-no_ign_eof",
+            "-connect",
+            &server.addr,
+            "-CAfile",
+        ])
+        .arg(h.join("garrison-data/ca.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let (first, rest) = body.split_at(10);
+    write!(
+        stdin,
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The request is half sent: now ask the server to stop.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(rest.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let mut response = String::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut response)
+        .unwrap();
+    let _ = client.wait();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "in-flight request was cut off: {response:?}"
+    );
+    assert!(response.contains("\"token\""));
+    assert!(wait_exit(&mut server.child).success());
+}
