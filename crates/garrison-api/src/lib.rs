@@ -138,6 +138,11 @@ impl ApiState {
     pub(crate) fn settings(&self) -> &ApiSettings {
         &self.inner.settings
     }
+
+    /// The OpenAPI document built by [`app`] (or built afresh if `app` was not called).
+    pub(crate) fn openapi(&self) -> utoipa::openapi::OpenApi {
+        self.inner.spec.get().cloned().unwrap_or_else(openapi)
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use. Later calls return the same

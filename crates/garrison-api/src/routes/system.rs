@@ -123,12 +123,7 @@ pub(crate) async fn openapi_json(
     caller: Caller,
 ) -> ApiResult<Response> {
     caller.require(Permission::SystemRead)?;
-    let spec = state
-        .inner
-        .spec
-        .get()
-        .cloned()
-        .unwrap_or_else(crate::openapi);
+    let spec = state.openapi();
     Ok(Json(spec).into_response())
 }
 
@@ -143,12 +138,7 @@ pub(crate) async fn openapi_json(
 )]
 pub(crate) async fn docs(State(state): State<ApiState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Permission::SystemRead)?;
-    let spec = state
-        .inner
-        .spec
-        .get()
-        .cloned()
-        .unwrap_or_else(crate::openapi);
+    let spec = state.openapi();
     let mut response = Html(crate::docs::render(&spec)).into_response();
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
