@@ -150,6 +150,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict { what } => ApiError::conflict(format!("{what} already exists")),
+            StoreError::Refused { reason } => ApiError::conflict(reason),
             StoreError::Connect { .. } => ApiError::unavailable("the database is unavailable"),
             other => ApiError::internal(other),
         }

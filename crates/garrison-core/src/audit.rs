@@ -67,6 +67,11 @@ impl Actor {
         Actor(format!("system:{component}"))
     }
 
+    /// A device acting with its own certificate (renewal), or claiming an id (enrollment).
+    pub fn device(device_id: &str) -> Actor {
+        Actor(format!("device:{device_id}"))
+    }
+
     /// Someone not (yet) authenticated, e.g. a failed login, named by what they claimed.
     pub fn anonymous(claimed: &str) -> Actor {
         Actor(format!("anonymous:{claimed}"))

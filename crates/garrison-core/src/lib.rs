@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod device;
 mod ids;
 mod role;
 mod time_ms;
 
+pub use device::DeviceId;
 pub use ids::{InvalidId, TenantId, Username};
 pub use role::{ParseRoleError, Permission, Role};
 pub use time_ms::{UnixMillis, format_ms, now_ms};

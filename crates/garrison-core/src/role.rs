@@ -43,6 +43,12 @@ pub enum Permission {
     TokensAll,
     /// Read the audit log and verify its hash chain.
     AuditRead,
+    /// List and inspect devices, certificates, enrollment requests and the CRL state.
+    DevicesRead,
+    /// Change devices: quarantine, release, revoke and rotate certificates.
+    DevicesWrite,
+    /// Let devices in: bootstrap tokens, claim certificates, approving enrollment requests.
+    EnrollmentWrite,
 }
 
 impl Permission {
@@ -55,6 +61,9 @@ impl Permission {
         Permission::SelfManage,
         Permission::TokensAll,
         Permission::AuditRead,
+        Permission::DevicesRead,
+        Permission::DevicesWrite,
+        Permission::EnrollmentWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -67,6 +76,9 @@ impl Permission {
             Permission::SelfManage => "self:manage",
             Permission::TokensAll => "tokens:all",
             Permission::AuditRead => "audit:read",
+            Permission::DevicesRead => "devices:read",
+            Permission::DevicesWrite => "devices:write",
+            Permission::EnrollmentWrite => "enrollment:write",
         }
     }
 
@@ -97,13 +109,29 @@ impl Role {
         use Permission as P;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, P::SystemRead | P::MetricsRead | P::SelfManage),
-            Role::Analyst => matches!(permission, P::SystemRead | P::MetricsRead | P::SelfManage),
+            Role::Operator => matches!(
+                permission,
+                P::SystemRead
+                    | P::MetricsRead
+                    | P::SelfManage
+                    | P::DevicesRead
+                    | P::DevicesWrite
+                    | P::EnrollmentWrite
+            ),
+            Role::Analyst => matches!(
+                permission,
+                P::SystemRead | P::MetricsRead | P::SelfManage | P::DevicesRead
+            ),
             Role::Auditor => matches!(
                 permission,
-                P::SystemRead | P::MetricsRead | P::SelfManage | P::OperatorsRead | P::AuditRead
+                P::SystemRead
+                    | P::MetricsRead
+                    | P::SelfManage
+                    | P::OperatorsRead
+                    | P::AuditRead
+                    | P::DevicesRead
             ),
-            Role::ReadOnly => matches!(permission, P::SystemRead | P::SelfManage),
+            Role::ReadOnly => matches!(permission, P::SystemRead | P::SelfManage | P::DevicesRead),
         }
     }
 

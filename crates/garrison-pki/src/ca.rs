@@ -50,7 +50,7 @@ pub struct IssuedIdentity {
     pub not_after: OffsetDateTime,
 }
 
-fn random_serial() -> Result<SerialNumber, PkiError> {
+pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
     let mut bytes = [0u8; 16];
     SystemRandom::new()
@@ -138,6 +138,15 @@ impl CertificateAuthority {
         })
     }
 
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
+    /// The issuing CA certificate, DER.
+    pub fn issuing_der(&self) -> &CertificateDer<'static> {
+        &self.issuing_der
+    }
+
     /// The root certificate as PEM: what clients should trust.
     pub fn root_pem(&self) -> &str {
         &self.root_pem
@@ -187,10 +196,7 @@ impl CertificateAuthority {
 }
 
 /// Parses every certificate in a PEM text.
-pub(crate) fn pem_certificates(
-    pem: &str,
-    what: &str,
-) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+pub fn pem_certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()

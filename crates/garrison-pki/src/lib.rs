@@ -13,10 +13,17 @@
 #![forbid(unsafe_code)]
 
 mod ca;
+mod device;
 mod error;
 mod master_key;
 pub mod tls;
 
-pub use ca::{CertificateAuthority, GeneratedCa, IssuedIdentity, certificate_fingerprint};
+pub use ca::{
+    CertificateAuthority, GeneratedCa, IssuedIdentity, certificate_fingerprint, pem_certificates,
+};
+pub use device::{
+    CsrError, DeviceCsr, IssuedCertificate, IssuedClaim, MAX_CSR_BYTES, PeerCertificate,
+    RevokedSerial, SignedCrl, pkcs7_certs_only, read_peer_certificate,
+};
 pub use error::PkiError;
 pub use master_key::MasterKey;

@@ -21,6 +21,12 @@ pub enum StoreError {
         /// What was looked for.
         what: String,
     },
+    /// A business rule refused the change (a used-up token, a request that is not pending).
+    #[error("{reason}")]
+    Refused {
+        /// What stands in the way, phrased for the person who asked.
+        reason: String,
+    },
     /// A stored value could not be read back as its domain type: the database was edited by
     /// something other than Garrison.
     #[error("stored {what} is invalid: {detail}")]

@@ -14,9 +14,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod identity;
 mod model;
 mod postgres;
 mod sql;
+mod sql_identity;
 mod sqlite;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use garrison_core::{
 };
 
 pub use error::{StoreError, StoreResult};
+pub use identity::IdentityStore;
 pub use model::{
     Backend, NewOperator, NewToken, Operator, OperatorAuth, Page, PageRequest, TokenAuth,
     TokenInfo, TokenKind,
@@ -49,7 +52,7 @@ pub struct AuditVerification {
 /// Everything Garrison persists. Implementations must be safe to share between tasks and, for
 /// PostgreSQL, between several server processes.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: IdentityStore + Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

@@ -11,7 +11,10 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::{Backend, StoreError, StoreResult, redact_url, sql::impl_store};
+use crate::{
+    Backend, StoreError, StoreResult, redact_url, sql::impl_store,
+    sql_identity::impl_identity_store,
+};
 
 /// Advisory lock key for audit-chain appends ("GARRISON" in ASCII, truncated to fit).
 const AUDIT_LOCK_KEY: i64 = 0x4741_5252_4953_4f4e;
@@ -84,3 +87,4 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore, Postgres, Backend::Postgres);
+impl_identity_store!(PostgresStore, Postgres);

@@ -13,7 +13,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::{Backend, StoreError, StoreResult, sql::impl_store};
+use crate::{Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -85,3 +85,4 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
+impl_identity_store!(SqliteStore, Sqlite);

@@ -372,3 +372,477 @@ async fn secrets_meta_and_leases(store: Arc<dyn Store>, _t: Tamper) {
     );
     store.ping().await.unwrap();
 }
+
+mod identity_fixtures {
+    use garrison_core::device::CertificateKind;
+    use garrison_store::identity::NewCertificate;
+
+    pub(super) fn cert(serial: &str, subject: &str, not_after: i64) -> NewCertificate {
+        NewCertificate {
+            serial: serial.into(),
+            kind: CertificateKind::Device,
+            subject: subject.into(),
+            fingerprint: format!("FP:{serial}"),
+            pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+            not_before: garrison_core::now_ms() - 1000,
+            not_after,
+        }
+    }
+}
+
+fn dev(id: &str) -> garrison_core::DeviceId {
+    garrison_core::DeviceId::new(id).unwrap()
+}
+
+fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>, needle: &str) {
+    match r {
+        Err(StoreError::Refused { reason }) => {
+            assert!(reason.contains(needle), "{reason:?} lacks {needle:?}")
+        }
+        other => panic!("expected Refused({needle}), got {other:?}"),
+    }
+}
+
+both!(bootstrap_tokens_are_consumed_and_identities_are_unique);
+async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
+    store: Arc<dyn Store>,
+    _t: Tamper,
+) {
+    use garrison_core::device::RevocationReason;
+    use garrison_store::identity::{CertificateFilter, EnrollmentGrant, NewBootstrapToken};
+    let far = now_ms() + 86_400_000;
+    let token = |id: &str, expires_at: i64| NewBootstrapToken {
+        id: id.into(),
+        tenant: tenant(),
+        device_pattern: "dev-*".into(),
+        secret_hash: "h".into(),
+        max_uses: 2,
+        expires_at,
+        created_by: Username::new("alice").unwrap(),
+    };
+    store
+        .bootstrap_token_create(token("t1", far), rec("bootstrap_token.create", "t1"))
+        .await
+        .unwrap();
+    let grant = || EnrollmentGrant::Token { id: "t1".into() };
+    let issue = |d: &'static str, serial: &'static str, g: EnrollmentGrant| {
+        let store = store.clone();
+        async move {
+            store
+                .certificate_record_issue(
+                    &tenant(),
+                    &dev(d),
+                    g,
+                    identity_fixtures::cert(serial, d, far),
+                    rec("certificate.issue", d),
+                )
+                .await
+        }
+    };
+    let c1 = issue("dev-1", "01", grant()).await.unwrap();
+    assert_eq!(c1.subject, "dev-1");
+    refused(
+        issue("dev-1", "02", grant()).await,
+        "already has a valid certificate",
+    );
+    issue("dev-2", "03", grant()).await.unwrap();
+    refused(issue("dev-3", "04", grant()).await, "used up");
+    let (t, hash) = store.bootstrap_token_auth("t1").await.unwrap().unwrap();
+    assert_eq!((t.uses, hash.as_str()), (2, "h"));
+
+    store
+        .bootstrap_token_create(
+            token("t2", now_ms() - 1),
+            rec("bootstrap_token.create", "t2"),
+        )
+        .await
+        .unwrap();
+    refused(
+        issue("dev-4", "05", EnrollmentGrant::Token { id: "t2".into() }).await,
+        "expired",
+    );
+    store
+        .bootstrap_token_create(token("t3", far), rec("bootstrap_token.create", "t3"))
+        .await
+        .unwrap();
+    store
+        .bootstrap_token_revoke(&tenant(), "t3", rec("bootstrap_token.revoke", "t3"))
+        .await
+        .unwrap();
+    refused(
+        issue("dev-4", "06", EnrollmentGrant::Token { id: "t3".into() }).await,
+        "revoked",
+    );
+
+    // Renewal with the current certificate; a revoked one cannot renew.
+    issue(
+        "dev-1",
+        "07",
+        EnrollmentGrant::Renewal {
+            serial: "01".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let device = store
+        .device_get(&tenant(), &dev("dev-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device.current_serial.as_deref(), Some("07"));
+    refused(
+        issue(
+            "dev-2",
+            "08",
+            EnrollmentGrant::Renewal {
+                serial: "01".into(),
+            },
+        )
+        .await,
+        "not this device's",
+    );
+    let revoked = store
+        .certificate_revoke(
+            &tenant(),
+            "01",
+            RevocationReason::KeyCompromise,
+            rec("certificate.revoke", "01"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.revocation_reason,
+        Some(RevocationReason::KeyCompromise)
+    );
+    refused(
+        store
+            .certificate_revoke(
+                &tenant(),
+                "01",
+                RevocationReason::Unspecified,
+                rec("certificate.revoke", "01"),
+            )
+            .await,
+        "already revoked",
+    );
+    refused(
+        issue(
+            "dev-1",
+            "09",
+            EnrollmentGrant::Renewal {
+                serial: "01".into(),
+            },
+        )
+        .await,
+        "revoked",
+    );
+    let crl: Vec<_> = store
+        .certificates_revoked_unexpired(now_ms())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(crl, ["01"]);
+    let mine = store
+        .certificates_list(
+            &tenant(),
+            &CertificateFilter {
+                subject: Some("dev-1".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.items.len(), 2);
+    let soon = store
+        .certificates_list(
+            &tenant(),
+            &CertificateFilter {
+                expiring_before: Some(far + 1),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    let serials: Vec<_> = soon.items.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(
+        serials,
+        ["03", "07"],
+        "revoked 01 must not be listed as expiring"
+    );
+    assert!(
+        store
+            .certificates_list(
+                &tenant(),
+                &CertificateFilter {
+                    expiring_before: Some(far - 60_000),
+                    ..Default::default()
+                },
+                &PageRequest::first(10),
+            )
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+both!(approval_queue_and_preauthorisation);
+async fn approval_queue_and_preauthorisation(store: Arc<dyn Store>, _t: Tamper) {
+    use garrison_store::identity::{EnrollmentGrant, RequestStatus, SubmittedRequest};
+    let alice = Username::new("alice").unwrap();
+    let far = now_ms() + 86_400_000;
+    let submit = |d: &str, key: &str| SubmittedRequest {
+        tenant: tenant(),
+        device_id: dev(d),
+        public_key_sha256: key.into(),
+        csr_pem: "csr".into(),
+        source: Some("10.0.0.9".into()),
+    };
+    let r = store
+        .enrollment_request_submit(submit("cam-1", "k1"), rec("enrollment.request", "cam-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Pending);
+    let head = store.audit_verify().await.unwrap().verified;
+    store
+        .enrollment_request_submit(submit("cam-1", "k1"), rec("enrollment.request", "cam-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_verify().await.unwrap().verified,
+        head,
+        "a device asking again with the same key adds no audit entry"
+    );
+    let grant_issue = |d: &'static str, serial: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .certificate_record_issue(
+                    &tenant(),
+                    &dev(d),
+                    EnrollmentGrant::Approval,
+                    identity_fixtures::cert(serial, d, far),
+                    rec("certificate.issue", d),
+                )
+                .await
+        }
+    };
+    refused(grant_issue("cam-1", "a1").await, "not approved");
+    let approved = store
+        .enrollment_request_decide(
+            &tenant(),
+            &dev("cam-1"),
+            true,
+            &alice,
+            rec("enrollment.approve", "cam-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved.status, RequestStatus::Approved);
+    assert_eq!(approved.decided_by.as_deref(), Some("alice"));
+    refused(
+        store
+            .enrollment_request_decide(
+                &tenant(),
+                &dev("cam-1"),
+                false,
+                &alice,
+                rec("enrollment.reject", "cam-1"),
+            )
+            .await,
+        "not pending",
+    );
+    grant_issue("cam-1", "a2").await.unwrap();
+    let after = store
+        .enrollment_request_get(&tenant(), &dev("cam-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.status, after.serial.as_deref()),
+        (RequestStatus::Issued, Some("a2"))
+    );
+
+    store
+        .enrollment_request_submit(submit("cam-2", "k2"), rec("enrollment.request", "cam-2"))
+        .await
+        .unwrap();
+    store
+        .enrollment_request_decide(
+            &tenant(),
+            &dev("cam-2"),
+            false,
+            &alice,
+            rec("enrollment.reject", "cam-2"),
+        )
+        .await
+        .unwrap();
+    let again = store
+        .enrollment_request_submit(submit("cam-2", "k2"), rec("enrollment.request", "cam-2"))
+        .await
+        .unwrap();
+    assert_eq!(again.status, RequestStatus::Rejected, "a rejection sticks");
+
+    let pre = store
+        .enrollment_preauthorize(
+            &tenant(),
+            &dev("cam-3"),
+            Some("k3".into()),
+            &alice,
+            rec("enrollment.preauthorize", "cam-3"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pre.status, RequestStatus::Approved);
+    let seen = store
+        .enrollment_request_submit(submit("cam-3", "k3"), rec("enrollment.request", "cam-3"))
+        .await
+        .unwrap();
+    assert_eq!(seen.status, RequestStatus::Approved);
+    assert_eq!(seen.public_key_sha256.as_deref(), Some("k3"));
+    grant_issue("cam-3", "a3").await.unwrap();
+    let pending = store
+        .enrollment_requests_list(
+            &tenant(),
+            Some(RequestStatus::Pending),
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert!(pending.items.is_empty());
+    let all = store
+        .enrollment_requests_list(&tenant(), None, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
+}
+
+both!(claims_quarantine_and_lookup);
+async fn claims_quarantine_and_lookup(store: Arc<dyn Store>, _t: Tamper) {
+    use garrison_core::device::{CertificateKind, RevocationReason};
+    use garrison_store::identity::EnrollmentGrant;
+    let alice = Username::new("alice").unwrap();
+    let far = now_ms() + 86_400_000;
+    let mut claim_cert = identity_fixtures::cert("c0", "factory-a", far);
+    claim_cert.kind = CertificateKind::Claim;
+    let claim = store
+        .claim_create(
+            &tenant(),
+            "factory-a",
+            1,
+            &alice,
+            claim_cert,
+            rec("claim.create", "factory-a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((claim.uses, claim.max_uses), (0, 1));
+    let by_claim = |d: &'static str, serial: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .certificate_record_issue(
+                    &tenant(),
+                    &dev(d),
+                    EnrollmentGrant::Claim {
+                        serial: "c0".into(),
+                    },
+                    identity_fixtures::cert(serial, d, far),
+                    rec("certificate.issue", d),
+                )
+                .await
+        }
+    };
+    by_claim("plug-1", "p1").await.unwrap();
+    refused(by_claim("plug-2", "p2").await, "used up");
+    assert_eq!(store.claim_get("c0").await.unwrap().unwrap().uses, 1);
+    assert_eq!(
+        store
+            .claims_list(&tenant(), &PageRequest::first(5))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .certificate_by_serial("c0")
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        CertificateKind::Claim
+    );
+
+    let mut claim_cert = identity_fixtures::cert("c1", "factory-b", far);
+    claim_cert.kind = CertificateKind::Claim;
+    store
+        .claim_create(
+            &tenant(),
+            "factory-b",
+            10,
+            &alice,
+            claim_cert,
+            rec("claim.create", "factory-b"),
+        )
+        .await
+        .unwrap();
+    store
+        .certificate_revoke(
+            &tenant(),
+            "c1",
+            RevocationReason::PrivilegeWithdrawn,
+            rec("certificate.revoke", "c1"),
+        )
+        .await
+        .unwrap();
+    let revoked_claim = store
+        .certificate_record_issue(
+            &tenant(),
+            &dev("plug-3"),
+            EnrollmentGrant::Claim {
+                serial: "c1".into(),
+            },
+            identity_fixtures::cert("p3", "plug-3", far),
+            rec("certificate.issue", "plug-3"),
+        )
+        .await;
+    refused(revoked_claim, "revoked");
+
+    let q = store
+        .device_set_quarantined(
+            &tenant(),
+            &dev("plug-1"),
+            true,
+            rec("device.quarantine", "plug-1"),
+        )
+        .await
+        .unwrap();
+    assert!(q.quarantined);
+    assert_eq!(
+        store.devices_quarantined().await.unwrap(),
+        vec![(tenant(), dev("plug-1"))]
+    );
+    assert!(matches!(
+        store
+            .device_set_quarantined(
+                &tenant(),
+                &dev("ghost"),
+                true,
+                rec("device.quarantine", "ghost")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let listed = store
+        .devices_list(&tenant(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(store.audit_verify().await.unwrap().first_break.is_none());
+}
