@@ -160,6 +160,15 @@ impl Caller {
     pub fn source_text(&self) -> Option<String> {
         self.source.map(|ip| ip.to_string())
     }
+
+    /// The caller as the identity service records it.
+    pub fn requester(&self) -> garrison_identity::Requester {
+        garrison_identity::Requester {
+            username: self.username.clone(),
+            actor: self.actor(),
+            source: self.source_text(),
+        }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -173,6 +182,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .ok_or_else(|| ApiError::unauthenticated("authentication required"))
     }
 }
+
+/// The client certificate the TLS layer verified for this connection, if the client sent one
+/// (devices renewing or claiming over EST).
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub garrison_pki::PeerCertificate);
 
 /// The peer address of the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]

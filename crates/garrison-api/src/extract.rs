@@ -113,14 +113,37 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(raw) = Query::<RawPagination>::from_request_parts(parts, state)
+        let StrictQuery(raw) =
+            StrictQuery::<RawPagination>::from_request_parts(parts, state).await?;
+        Pagination::parse(raw.limit, raw.cursor)
+    }
+}
+
+/// Query parameters into `T` (which should deny unknown fields), refusing with a 400 that names
+/// the offending parameter. For lists with filters: put `limit` and `cursor` in `T` and call
+/// [`Pagination::parse`].
+#[derive(Debug, Clone)]
+pub struct StrictQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
             .await
             .map_err(|e| {
                 let text = e.body_text();
                 let field = unknown_or_missing_field(&text).unwrap_or_else(|| "query".into());
                 ApiError::invalid_query(field, text)
             })?;
-        let limit = match raw.limit {
+        Ok(StrictQuery(value))
+    }
+}
+
+impl Pagination {
+    /// Validates raw `limit` and `cursor` parameters.
+    pub fn parse(limit: Option<String>, cursor: Option<String>) -> Result<Pagination, ApiError> {
+        let limit = match limit {
             None => 50,
             Some(text) => match text.parse::<u32>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
@@ -132,17 +155,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
                 }
             },
         };
-        if raw.cursor.as_ref().is_some_and(|c| c.len() > 200) {
+        if cursor.as_ref().is_some_and(|c| c.len() > 200) {
             return Err(ApiError::invalid_query("cursor", "cursor is too long"));
         }
-        Ok(Pagination {
-            limit,
-            cursor: raw.cursor,
-        })
+        Ok(Pagination { limit, cursor })
     }
-}
 
-impl Pagination {
     /// As a store page request.
     pub fn to_request(&self) -> garrison_store::PageRequest {
         garrison_store::PageRequest {

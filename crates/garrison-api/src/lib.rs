@@ -18,6 +18,7 @@
 mod auth;
 mod docs;
 mod error;
+mod est;
 mod extract;
 mod middleware;
 mod routes;
@@ -35,17 +36,18 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
 };
 use garrison_core::TenantId;
+use garrison_identity::IdentityService;
 use garrison_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 use utoipa::OpenApi;
 
 pub use auth::{
-    Authenticator, Caller, ClientAddr, HashError, LoginThrottle, MintedToken, generate_password,
-    hash_secret, mint_token, verify_secret,
+    Authenticator, Caller, ClientAddr, ClientCertificate, HashError, LoginThrottle, MintedToken,
+    generate_password, hash_secret, mint_token, verify_secret,
 };
 pub use error::{ApiError, ApiResult, ErrorBody};
-pub use extract::{ApiJson, Pagination};
+pub use extract::{ApiJson, Pagination, StrictQuery};
 pub use server::{ServeError, bind, serve_tls};
 
 /// Settings the API needs, resolved from the server configuration.
@@ -96,6 +98,7 @@ pub struct ApiState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    identity: IdentityService,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -106,9 +109,10 @@ struct Inner {
 }
 
 impl ApiState {
-    /// State over `store`.
+    /// State over `store`, enrolling devices through `identity`.
     pub fn new(
         store: Arc<dyn Store>,
+        identity: IdentityService,
         settings: ApiSettings,
         metrics: PrometheusHandle,
         facts: ServerFacts,
@@ -122,6 +126,7 @@ impl ApiState {
                     settings.login_max_per_source,
                 ),
                 store,
+                identity,
                 settings,
                 metrics,
                 facts,
@@ -133,6 +138,10 @@ impl ApiState {
 
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    pub(crate) fn identity(&self) -> &IdentityService {
+        &self.inner.identity
     }
 
     pub(crate) fn settings(&self) -> &ApiSettings {
@@ -176,6 +185,9 @@ pub fn metrics_handle() -> PrometheusHandle {
         (name = "operators", description = "Operator accounts"),
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "devices", description = "Devices and their quarantine profile"),
+        (name = "certificates", description = "Certificates Garrison issued: inspect, revoke, expiry"),
+        (name = "enrollment", description = "Bootstrap tokens, claim certificates and the approval queue"),
         (name = "system", description = "Health, readiness, metrics, server information"),
     )
 )]
@@ -216,6 +228,7 @@ pub fn app(state: ApiState) -> Router {
     Router::new()
         .merge(public)
         .merge(protected)
+        .merge(est::routes())
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(Extension(extract::BodyLimit(limit)))

@@ -13,7 +13,7 @@ use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::auth::ClientAddr;
+use crate::auth::{ClientAddr, ClientCertificate};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,9 +101,20 @@ pub async fn serve_tls(
                     return;
                 }
             };
+            // The verifier has already checked the chain; what handlers need is who it names.
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| garrison_pki::read_peer_certificate(leaf))
+                .map(ClientCertificate);
             let service =
                 hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(ClientAddr(peer));
+                    if let Some(cert) = &client_cert {
+                        req.extensions_mut().insert(cert.clone());
+                    }
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 });
             let builder = Builder::new(TokioExecutor::new());

@@ -279,3 +279,271 @@ pub struct Status {
 pub(crate) fn credential_name(kind: TokenKind) -> &'static str {
     kind.as_str()
 }
+
+/// A device with an identity issued by Garrison.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeviceView {
+    /// Device id (certificate CN, MQTT client id).
+    pub id: String,
+    /// Whether the quarantine profile applies (only `update` and `cmd` stay open).
+    pub quarantined: bool,
+    /// How it first enrolled: `token`, `claim`, `approval` or `renewal`.
+    pub enrolled_via: String,
+    /// Serial of its most recent certificate.
+    pub current_serial: Option<String>,
+    /// First enrollment (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<garrison_store::identity::Device> for DeviceView {
+    fn from(d: garrison_store::identity::Device) -> Self {
+        DeviceView {
+            id: d.id.into(),
+            quarantined: d.quarantined,
+            enrolled_via: d.enrolled_via.as_str().to_owned(),
+            current_serial: d.current_serial,
+            created_at: format_ms(d.created_at),
+            updated_at: format_ms(d.updated_at),
+        }
+    }
+}
+
+/// A certificate Garrison issued.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CertificateView {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// `device` or `claim`.
+    pub kind: String,
+    /// Device id, or claim name.
+    pub subject: String,
+    /// SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// `valid`, `expired` or `revoked`.
+    pub status: String,
+    /// Start of validity (RFC 3339).
+    pub not_before: String,
+    /// End of validity (RFC 3339).
+    pub not_after: String,
+    /// Issued (RFC 3339).
+    pub issued_at: String,
+    /// Revoked (RFC 3339).
+    pub revoked_at: Option<String>,
+    /// Why it was revoked.
+    pub revocation_reason: Option<String>,
+    /// The certificate, PEM.
+    pub pem: String,
+}
+
+impl From<garrison_store::identity::Certificate> for CertificateView {
+    fn from(c: garrison_store::identity::Certificate) -> Self {
+        let status = if c.revoked_at.is_some() {
+            "revoked"
+        } else if c.not_after <= now_ms() {
+            "expired"
+        } else {
+            "valid"
+        };
+        CertificateView {
+            serial: c.serial,
+            kind: c.kind.as_str().to_owned(),
+            subject: c.subject,
+            fingerprint: c.fingerprint,
+            status: status.to_owned(),
+            not_before: format_ms(c.not_before),
+            not_after: format_ms(c.not_after),
+            issued_at: format_ms(c.issued_at),
+            revoked_at: c.revoked_at.map(format_ms),
+            revocation_reason: c.revocation_reason.map(|r| r.as_str().to_owned()),
+            pem: c.pem,
+        }
+    }
+}
+
+/// Revoke a certificate.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeCertificate {
+    /// `unspecified` (default), `key-compromise`, `affiliation-changed`, `superseded`,
+    /// `cessation-of-operation` or `privilege-withdrawn`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A bootstrap token (never its secret).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BootstrapTokenView {
+    /// Token id.
+    pub id: String,
+    /// Device id, or prefix ending in `*`, the token may enroll.
+    pub device_pattern: String,
+    /// Enrollments allowed.
+    pub max_uses: i64,
+    /// Enrollments made.
+    pub uses: i64,
+    /// `active`, `used`, `expired` or `revoked`.
+    pub status: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+    /// Creator.
+    pub created_by: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<garrison_store::identity::BootstrapToken> for BootstrapTokenView {
+    fn from(t: garrison_store::identity::BootstrapToken) -> Self {
+        let status = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.uses >= t.max_uses {
+            "used"
+        } else if t.expires_at <= now_ms() {
+            "expired"
+        } else {
+            "active"
+        };
+        BootstrapTokenView {
+            id: t.id,
+            device_pattern: t.device_pattern,
+            max_uses: t.max_uses,
+            uses: t.uses,
+            status: status.to_owned(),
+            expires_at: format_ms(t.expires_at),
+            created_by: t.created_by,
+            created_at: format_ms(t.created_at),
+        }
+    }
+}
+
+/// Create a bootstrap token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBootstrapToken {
+    /// A device id, or a prefix ending in `*` (`line4-*`).
+    pub device_pattern: String,
+    /// Enrollments allowed (default 1, at most 100000).
+    #[serde(default)]
+    pub max_uses: Option<i64>,
+    /// Lifetime such as `24h` (default) or `7d`; 1 minute to 365 days.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// A created bootstrap token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedBootstrapToken {
+    /// The token to give the device (`gbt_…`); shown only here.
+    pub token: String,
+    /// Its description.
+    pub info: BootstrapTokenView,
+}
+
+/// A claim certificate's allowance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClaimView {
+    /// Name (the certificate's CN is `claim:<name>`).
+    pub name: String,
+    /// The claim certificate's serial.
+    pub serial: String,
+    /// Enrollments allowed.
+    pub max_uses: i64,
+    /// Enrollments made.
+    pub uses: i64,
+    /// Expiry (RFC 3339).
+    pub not_after: String,
+    /// Revoked (RFC 3339).
+    pub revoked_at: Option<String>,
+    /// Creator.
+    pub created_by: String,
+}
+
+impl From<garrison_store::identity::Claim> for ClaimView {
+    fn from(c: garrison_store::identity::Claim) -> Self {
+        ClaimView {
+            name: c.name,
+            serial: c.serial,
+            max_uses: c.max_uses,
+            uses: c.uses,
+            not_after: format_ms(c.not_after),
+            revoked_at: c.revoked_at.map(format_ms),
+            created_by: c.created_by,
+        }
+    }
+}
+
+/// Create a claim certificate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClaim {
+    /// Name: the same rules as a device id.
+    pub name: String,
+    /// Enrollments allowed (default 1000).
+    #[serde(default)]
+    pub max_uses: Option<i64>,
+    /// Validity such as `365d` (default); 1 hour to 3650 days.
+    #[serde(default)]
+    pub valid_for: Option<String>,
+}
+
+/// A created claim certificate with its key — shown once; Garrison keeps no copy of the key.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedClaim {
+    /// The claim.
+    pub claim: ClaimView,
+    /// Certificate, PEM.
+    pub certificate_pem: String,
+    /// Private key, PKCS#8 PEM.
+    pub private_key_pem: String,
+}
+
+/// An enrollment request in the approval queue.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentRequestView {
+    /// Device id the request names.
+    pub device_id: String,
+    /// `pending`, `approved`, `rejected` or `issued`.
+    pub status: String,
+    /// SHA-256 of the requested public key.
+    pub public_key_sha256: Option<String>,
+    /// The address it came from.
+    pub source: Option<String>,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// The certificate issued against it.
+    pub serial: Option<String>,
+    /// First seen (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// The CSR, PEM.
+    pub csr_pem: Option<String>,
+}
+
+impl From<garrison_store::identity::EnrollmentRequest> for EnrollmentRequestView {
+    fn from(r: garrison_store::identity::EnrollmentRequest) -> Self {
+        EnrollmentRequestView {
+            device_id: r.device_id.into(),
+            status: r.status.as_str().to_owned(),
+            public_key_sha256: r.public_key_sha256,
+            source: r.source,
+            decided_by: r.decided_by,
+            serial: r.serial,
+            created_at: format_ms(r.created_at),
+            updated_at: format_ms(r.updated_at),
+            csr_pem: r.csr_pem,
+        }
+    }
+}
+
+/// Pre-authorise a device id: its first request is issued without waiting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preauthorize {
+    /// Device id.
+    pub device_id: String,
+    /// Optionally pin the public key (SHA-256 of its SubjectPublicKeyInfo, hex).
+    #[serde(default)]
+    pub public_key_sha256: Option<String>,
+}

@@ -43,8 +43,23 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         .unwrap();
     store.migrate().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(store);
+    let generated = garrison_pki::CertificateAuthority::generate("Test").unwrap();
+    let ca = garrison_pki::CertificateAuthority::load(
+        &generated.root_cert_pem,
+        &generated.issuing_cert_pem,
+        &generated.issuing_key_pem,
+    )
+    .unwrap();
+    let identity = garrison_identity::IdentityService::start(
+        store.clone(),
+        Arc::new(ca),
+        garrison_identity::IdentitySettings::default(),
+    )
+    .await
+    .unwrap();
     let state = ApiState::new(
         store.clone(),
+        identity,
         settings,
         garrison_api::metrics_handle(),
         ServerFacts::default(),
@@ -156,6 +171,7 @@ fn routes() -> Vec<(String, String, Option<Permission>)> {
 
 fn concrete(path: &str, token_id: &str) -> String {
     path.replace("{username}", "victim")
+        .replace("{serial}", "4f00aa")
         .replace("{id}", token_id)
 }
 
@@ -166,6 +182,11 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
             Some(json!({ "username": format!("new-{}", role.as_str()), "role": "read-only" }))
         }
         ("post", "/api/v1/tokens") => Some(json!({ "name": "matrix", "role": "read-only" })),
+        ("post", "/api/v1/enrollment/tokens") => Some(json!({ "device_pattern": "cam-*" })),
+        ("post", "/api/v1/enrollment/claims") => {
+            Some(json!({ "name": format!("factory-{}", role.as_str()), "max_uses": 5 }))
+        }
+        ("post", "/api/v1/enrollment/preauthorized") => Some(json!({ "device_id": "cam-7" })),
         ("post", "/api/v1/auth/password") => {
             Some(json!({ "current_password": PASSWORD, "new_password": PASSWORD }))
         }

@@ -497,16 +497,15 @@ impl IdentityService {
         tenant: &TenantId,
         serial: &str,
         reason: RevocationReason,
-        actor: Actor,
-        source: Option<String>,
+        by: &Requester,
     ) -> Result<Certificate, IdentityError> {
         let audit = AuditRecord::new(
             tenant,
-            actor,
+            by.actor.clone(),
             "certificate.revoke",
             format!("certificate:{serial}"),
         )
-        .source(source);
+        .source(by.source.clone());
         let cert = self
             .inner
             .store
@@ -529,16 +528,15 @@ impl IdentityService {
         tenant: &TenantId,
         device: &DeviceId,
         quarantined: bool,
-        actor: Actor,
-        source: Option<String>,
+        by: &Requester,
     ) -> Result<Device, IdentityError> {
         let action = if quarantined {
             "device.quarantine"
         } else {
             "device.release"
         };
-        let audit =
-            AuditRecord::new(tenant, actor, action, format!("device:{device}")).source(source);
+        let audit = AuditRecord::new(tenant, by.actor.clone(), action, format!("device:{device}"))
+            .source(by.source.clone());
         let stored = self
             .inner
             .store

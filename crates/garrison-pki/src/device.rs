@@ -378,6 +378,24 @@ pub fn pkcs7_certs_only(certs: &[CertificateDer<'_>]) -> Vec<u8> {
     })
 }
 
+/// The EST CSR attributes (RFC 7030 §4.5) Garrison asks for: an ECDSA P-256 key
+/// (`id-ecPublicKey` with `secp256r1`) and `ecdsa-with-SHA256` signatures, as DER.
+pub fn csr_attributes() -> Vec<u8> {
+    use yasna::models::ObjectIdentifier;
+    let ecdsa_with_sha256 = ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 4, 3, 2]);
+    let ec_public_key = ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 2, 1]);
+    let secp256r1 = ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 3, 1, 7]);
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_oid(&ecdsa_with_sha256);
+            w.next().write_sequence(|w| {
+                w.next().write_oid(&ec_public_key);
+                w.next().write_set(|w| w.next().write_oid(&secp256r1));
+            });
+        })
+    })
+}
+
 /// What Garrison reads from a client certificate it is shown (EST re-enrollment, the broker).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCertificate {

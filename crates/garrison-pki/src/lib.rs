@@ -23,7 +23,7 @@ pub use ca::{
 };
 pub use device::{
     CsrError, DeviceCsr, IssuedCertificate, IssuedClaim, MAX_CSR_BYTES, PeerCertificate,
-    RevokedSerial, SignedCrl, pkcs7_certs_only, read_peer_certificate,
+    RevokedSerial, SignedCrl, csr_attributes, pkcs7_certs_only, read_peer_certificate,
 };
 pub use error::PkiError;
 pub use master_key::MasterKey;

@@ -38,6 +38,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Certificate authority.
     pub pki: PkiConfig,
+    /// `[enrollment]`
+    pub enrollment: EnrollmentConfig,
 }
 
 /// `[api]`
@@ -91,6 +93,34 @@ pub struct PkiConfig {
     pub server_cert_validity: Duration,
 }
 
+/// `[enrollment]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollmentConfig {
+    /// Validity of device certificates.
+    #[serde(with = "humantime_serde")]
+    pub device_cert_validity: Duration,
+    /// Whether credential-less EST requests wait for approval (otherwise they are refused).
+    pub approval_queue: bool,
+    /// What a pending device is told to wait before asking again.
+    #[serde(with = "humantime_serde")]
+    pub pending_retry_after: Duration,
+    /// Validity of each published CRL; it is re-signed at half that and on every revocation.
+    #[serde(with = "humantime_serde")]
+    pub crl_validity: Duration,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        EnrollmentConfig {
+            device_cert_validity: Duration::from_secs(90 * 24 * 3600),
+            approval_queue: true,
+            pending_retry_after: Duration::from_secs(60),
+            crl_validity: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -102,6 +132,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
             pki: PkiConfig::default(),
+            enrollment: EnrollmentConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context;
 use garrison_api::{ApiSettings, ApiState, ServerFacts};
 use garrison_core::{TenantId, audit::Actor};
+use garrison_identity::{IdentityService, IdentitySettings};
 
 use crate::{config::Config, setup};
 
@@ -40,8 +41,37 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             (identity.chain, identity.key)
         }
     };
-    let tls = garrison_pki::tls::server_config(chain, private_key)
-        .context("the TLS certificate and key do not form a usable identity")?;
+    // Devices renewing over EST, or enrolling with a claim certificate, present it here; the
+    // issuing CA is an anchor itself because devices send only their leaf.
+    let device_anchors = [
+        garrison_pki::pem_certificates(ca.issuing_pem(), "issuing CA")?,
+        garrison_pki::pem_certificates(ca.root_pem(), "root CA")?,
+    ]
+    .concat();
+    let tls = garrison_pki::tls::server_config(
+        chain,
+        private_key,
+        garrison_pki::tls::ClientAuth::Optional(device_anchors),
+    )
+    .context("the TLS certificate and key do not form a usable identity")?;
+    let ca = std::sync::Arc::new(ca);
+    let identity = IdentityService::start(
+        store.clone(),
+        ca.clone(),
+        IdentitySettings {
+            tenant: tenant.clone(),
+            device_validity: config.enrollment.device_cert_validity,
+            crl_validity: config.enrollment.crl_validity,
+            approval_queue: config.enrollment.approval_queue,
+            pending_retry_after: config.enrollment.pending_retry_after,
+        },
+    )
+    .await
+    .context("cannot start the identity service")?;
+    let crl_refresher = tokio::spawn(refresh_crl_periodically(
+        identity.clone(),
+        config.enrollment.crl_validity / 2,
+    ));
 
     if let Some(password) = setup::create_first_admin(
         store.as_ref(),
@@ -69,6 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     };
     let state = ApiState::new(
         store.clone(),
+        identity.clone(),
         api_settings,
         garrison_api::metrics_handle(),
         ServerFacts {
@@ -106,10 +137,24 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         shutdown_signal(),
     )
     .await;
+    crl_refresher.abort();
     store.close().await;
     tracing::info!("Garrison stopped; storage flushed");
     println!("Garrison stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-signs the CRL well before its next-update time, so relying parties never see it lapse
+/// even when nothing is revoked for a long time.
+async fn refresh_crl_periodically(identity: IdentityService, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(60)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = identity.refresh_crl().await {
+            tracing::warn!(error = %e, "Re-signing the CRL failed; will retry");
+        }
+    }
 }
 
 async fn shutdown_signal() {

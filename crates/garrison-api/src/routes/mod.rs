@@ -3,6 +3,8 @@
 
 mod audit;
 mod auth;
+mod devices;
+mod enrollment;
 mod operators;
 mod system;
 mod tokens;
@@ -33,6 +35,20 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
+        .routes(routes!(devices::list))
+        .routes(routes!(devices::get))
+        .routes(routes!(devices::quarantine))
+        .routes(routes!(devices::release))
+        .routes(routes!(devices::certificates))
+        .routes(routes!(devices::certificate))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(enrollment::tokens, enrollment::create_token))
+        .routes(routes!(enrollment::revoke_token))
+        .routes(routes!(enrollment::claims, enrollment::create_claim))
+        .routes(routes!(enrollment::requests))
+        .routes(routes!(enrollment::approve))
+        .routes(routes!(enrollment::reject))
+        .routes(routes!(enrollment::preauthorize))
         .routes(routes!(system::info))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi_json))

@@ -1,0 +1,273 @@
+//! `/api/v1/devices` and `/api/v1/certificates`: devices with Garrison identities, their
+//! quarantine profile, and the certificates issued to them.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use garrison_core::{DeviceId, Permission, device::RevocationReason, now_ms};
+use garrison_store::identity::CertificateFilter;
+use serde::Deserialize;
+
+use crate::{
+    ApiError, ApiJson, ApiResult, ApiState, Caller, ErrorBody, Pagination, StrictQuery,
+    views::{CertificateView, DeviceView, PageOf, RevokeCertificate},
+};
+
+pub(crate) fn path_device(raw: &str) -> ApiResult<DeviceId> {
+    DeviceId::new(raw).map_err(|e| ApiError::invalid_path("id", e.to_string()))
+}
+
+pub(crate) fn identity_error(e: garrison_identity::IdentityError) -> ApiError {
+    match e {
+        garrison_identity::IdentityError::Store(e) => e.into(),
+        other => ApiError::internal(other),
+    }
+}
+
+/// List devices, ordered by id.
+#[utoipa::path(
+    get, path = "/api/v1/devices", tag = "devices",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1–500 (default 50)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "A page of devices", body = PageOf<DeviceView>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Role lacks devices:read", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    page: Pagination,
+) -> ApiResult<Json<PageOf<DeviceView>>> {
+    caller.require(Permission::DevicesRead)?;
+    let page = state
+        .store()
+        .devices_list(&caller.tenant, &page.to_request())
+        .await?;
+    Ok(Json(PageOf::from_page(page, DeviceView::from)))
+}
+
+/// One device.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "The device", body = DeviceView),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require(Permission::DevicesRead)?;
+    let id = path_device(&id)?;
+    let device = state
+        .store()
+        .device_get(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
+    Ok(Json(device.into()))
+}
+
+async fn set_quarantine(
+    state: ApiState,
+    caller: Caller,
+    id: String,
+    quarantined: bool,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    let device = state
+        .identity()
+        .set_quarantined(&caller.tenant, &id, quarantined, &caller.requester())
+        .await
+        .map_err(identity_error)?;
+    Ok(Json(device.into()))
+}
+
+/// Quarantine a device: only its `update` and `cmd` channels stay open (and the
+/// `cmd/result` and `update/status` replies); everything else is refused and logged. Takes
+/// effect on its next message.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/quarantine", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "Quarantined", body = DeviceView),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn quarantine(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    set_quarantine(state, caller, id, true).await
+}
+
+/// Release a device from quarantine.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/release", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "Released", body = DeviceView),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    set_quarantine(state, caller, id, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    subject: Option<String>,
+    kind: Option<String>,
+    expiring_within: Option<String>,
+}
+
+/// List certificates, ordered by serial; filter by subject, kind, or "valid and expiring
+/// within" a duration (`30d`).
+#[utoipa::path(
+    get, path = "/api/v1/certificates", tag = "certificates",
+    params(("limit" = Option<u32>, Query, description = "Page size, 1–500 (default 50)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ("subject" = Option<String>, Query, description = "Only this device id or claim name"),
+           ("kind" = Option<String>, Query, description = "`device` or `claim`"),
+           ("expiring_within" = Option<String>, Query, description = "Only valid certificates expiring within this duration, e.g. `30d`")),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "A page of certificates", body = PageOf<CertificateView>),
+        (status = 400, description = "Bad query parameter", body = ErrorBody),
+    )
+)]
+pub(crate) async fn certificates(
+    State(state): State<ApiState>,
+    caller: Caller,
+    StrictQuery(q): StrictQuery<CertificateQuery>,
+) -> ApiResult<Json<PageOf<CertificateView>>> {
+    caller.require(Permission::DevicesRead)?;
+    let page = Pagination::parse(q.limit, q.cursor)?;
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(k) => Some(
+            garrison_core::device::CertificateKind::parse(k).ok_or_else(|| {
+                ApiError::invalid_query("kind", "kind must be `device` or `claim`")
+            })?,
+        ),
+    };
+    let expiring_before = match q.expiring_within.as_deref() {
+        None => None,
+        Some(text) => {
+            let within = humantime::parse_duration(text)
+                .ok()
+                .filter(|d| *d <= Duration::from_secs(3650 * 86_400))
+                .ok_or_else(|| {
+                    ApiError::invalid_query(
+                        "expiring_within",
+                        format!("expiring_within must be a duration such as \"30d\", got {text:?}"),
+                    )
+                })?;
+            Some(now_ms().saturating_add(within.as_millis() as i64))
+        }
+    };
+    let filter = CertificateFilter {
+        subject: q.subject,
+        expiring_before,
+        kind,
+    };
+    let page = state
+        .store()
+        .certificates_list(&caller.tenant, &filter, &page.to_request())
+        .await?;
+    Ok(Json(PageOf::from_page(page, CertificateView::from)))
+}
+
+/// One certificate, with its PEM.
+#[utoipa::path(
+    get, path = "/api/v1/certificates/{serial}", tag = "certificates",
+    params(("serial" = String, Path, description = "Serial number, hex")),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "The certificate", body = CertificateView),
+        (status = 404, description = "No such certificate", body = ErrorBody),
+    )
+)]
+pub(crate) async fn certificate(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<CertificateView>> {
+    caller.require(Permission::DevicesRead)?;
+    let serial = normalise_serial(&serial)?;
+    let cert = state
+        .store()
+        .certificate_get(&caller.tenant, &serial)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("certificate {serial} not found")))?;
+    Ok(Json(cert.into()))
+}
+
+/// Serials are accepted as hex with or without colons, any case.
+fn normalise_serial(raw: &str) -> ApiResult<String> {
+    let hex: String = raw
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_lowercase();
+    if hex.is_empty() || hex.len() > 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::invalid_path("serial", "serial numbers are hex"));
+    }
+    Ok(hex)
+}
+
+/// Revoke a certificate. The CRL is re-signed at once and a device connected with it is
+/// disconnected within a second.
+#[utoipa::path(
+    post, path = "/api/v1/certificates/{serial}/revoke", tag = "certificates",
+    params(("serial" = String, Path, description = "Serial number, hex")),
+    request_body = RevokeCertificate,
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "Revoked", body = CertificateView),
+        (status = 400, description = "Unknown reason", body = ErrorBody),
+        (status = 404, description = "No such certificate", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+    ApiJson(body): ApiJson<RevokeCertificate>,
+) -> ApiResult<Json<CertificateView>> {
+    caller.require(Permission::DevicesWrite)?;
+    let serial = normalise_serial(&serial)?;
+    let reason = match body.reason.as_deref() {
+        None => RevocationReason::Unspecified,
+        Some(r) => r
+            .parse::<RevocationReason>()
+            .map_err(|e| ApiError::invalid_body(Some("reason".into()), e.to_string()))?,
+    };
+    let cert = state
+        .identity()
+        .revoke(&caller.tenant, &serial, reason, &caller.requester())
+        .await
+        .map_err(identity_error)?;
+    Ok(Json(cert.into()))
+}
