@@ -1,0 +1,406 @@
+//! Device enrollment end to end with stock tools only: `openssl req` makes the keys and CSRs
+//! (the private keys never leave this test's directory), `curl` speaks EST (RFC 7030) to
+//! `garrison serve`, and `openssl` decodes and verifies what comes back — certificates, the CA
+//! set, and the CRL after a revocation.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{path::Path, process::Command};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
+
+struct Est<'a> {
+    url: String,
+    ca: &'a Path,
+    dir: &'a Path,
+    token: String,
+}
+
+impl Est<'_> {
+    /// Calls the operator API with curl; returns (status, JSON).
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-w", "\n%{http_code}", "-X", method, "--cacert"])
+            .arg(self.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token));
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data"])
+                .arg(b.to_string());
+        }
+        let (_, out, err) = run(cmd.arg(format!("{}{path}", self.url)), None);
+        let (body, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (
+            code.trim().parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A fresh P-256 key and a base64 DER CSR for `cn`, made by `openssl req`.
+    fn csr(&self, name: &str, cn: &str) -> std::path::PathBuf {
+        let key = self.dir.join(format!("{name}.key"));
+        let der = self.dir.join(format!("{name}.csr.der"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-keyout"])
+                .arg(&key)
+                .args(["-subj", &format!("/CN={cn}"), "-outform", "DER", "-out"])
+                .arg(&der),
+            None,
+        );
+        assert!(ok, "openssl req: {err}");
+        let b64 = self.dir.join(format!("{name}.csr.b64"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args(["base64", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&b64),
+            None,
+        );
+        assert!(ok, "{err}");
+        b64
+    }
+
+    /// POSTs a CSR file to an EST endpoint with extra curl arguments; returns (status,
+    /// headers+body text).
+    fn enroll(&self, endpoint: &str, csr: &Path, extra: &[&str]) -> (u16, String) {
+        let (_, out, err) = run(
+            Command::new("curl")
+                .args(["-sS", "-i", "-w", "\n%{http_code}", "--cacert"])
+                .arg(self.ca)
+                .args(extra)
+                .args(["-H", "Content-Type: application/pkcs10", "--data-binary"])
+                .arg(format!("@{}", csr.display()))
+                .arg(format!("{}/.well-known/est/{endpoint}", self.url)),
+            None,
+        );
+        let (text, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (code.trim().parse().unwrap(), text.to_owned())
+    }
+
+    /// Decodes an EST certs-only body with openssl into PEM certificates, saved as `name`.
+    fn certs_from(&self, response: &str, name: &str) -> String {
+        let body = response.split("\r\n\r\n").last().unwrap().trim().to_owned();
+        let b64 = self.dir.join(format!("{name}.p7.b64"));
+        std::fs::write(&b64, format!("{body}\n")).unwrap();
+        let der = self.dir.join(format!("{name}.p7.der"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args(["base64", "-d", "-in"])
+                .arg(&b64)
+                .arg("-out")
+                .arg(&der),
+            None,
+        );
+        assert!(ok, "{err}");
+        let pem = self.dir.join(format!("{name}.pem"));
+        let (ok, out, err) = run(
+            Command::new("openssl")
+                .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&pem),
+            None,
+        );
+        assert!(ok, "openssl pkcs7: {out}{err}");
+        std::fs::read_to_string(pem).unwrap()
+    }
+
+    fn verify(&self, cert: &str) -> String {
+        let chain = self.dir.join("chain.pem");
+        let (_, out, err) = run(
+            Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(&chain)
+                .arg(self.dir.join(cert)),
+            None,
+        );
+        format!("{out}{err}")
+    }
+}
+
+fn subject(path: &Path) -> String {
+    run(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-serial", "-in"])
+            .arg(path),
+        None,
+    )
+    .1
+}
+
+#[test]
+fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start(h, &[]);
+    let url = format!("https://{}", server.addr);
+    let ca = h.join("garrison-data/ca.pem");
+    let (ok, out, err) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(
+                json!({"username": "admin", "password": server.password.clone().unwrap()})
+                    .to_string(),
+            )
+            .arg(format!("{url}/api/v1/auth/login")),
+        None,
+    );
+    assert!(ok, "{err}");
+    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let est = Est {
+        url: url.clone(),
+        ca: &ca,
+        dir: h,
+        token,
+    };
+
+    // /cacerts: the issuing and root CA as PKCS#7, which openssl decodes.
+    let (_, out, _) = run(
+        Command::new("curl")
+            .args(["-sS", "-i", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{url}/.well-known/est/cacerts")),
+        None,
+    );
+    assert!(
+        out.to_lowercase()
+            .contains("content-type: application/pkcs7-mime"),
+        "{out}"
+    );
+    let chain = est.certs_from(&out, "cacerts");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{chain}");
+    assert!(chain.contains("Issuing CA") && chain.contains("Root CA"));
+    std::fs::write(h.join("chain.pem"), &chain).unwrap();
+
+    // A bootstrap token for one device, used once.
+    let (status, created) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "dev-*", "max_uses": 1, "expires_in": "1h"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let bootstrap = created["token"].as_str().unwrap().to_owned();
+    let basic = format!("dev-1:{bootstrap}");
+
+    // Bad input first: each refused with a reason, the token untouched.
+    let garbage = h.join("garbage.b64");
+    std::fs::write(&garbage, "bm90IGEgY3Ny\n").unwrap();
+    let (status, text) = est.enroll("simpleenroll", &garbage, &["-u", &basic]);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not a PKCS#10"), "{text}");
+    let huge = h.join("huge.b64");
+    std::fs::write(&huge, "A".repeat(40_000)).unwrap();
+    let (status, text) = est.enroll("simpleenroll", &huge, &["-u", &basic]);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("larger than"), "{text}");
+    let other = est.csr("other", "cam-9");
+    let (status, text) = est.enroll("simpleenroll", &other, &["-u", &basic]);
+    assert_eq!(status, 403, "CSR CN outside the token's pattern: {text}");
+    assert!(text.contains("dev-*"), "{text}");
+    let dev1 = est.csr("dev1", "dev-1");
+    let (status, text) = est.enroll(
+        "simpleenroll",
+        &dev1,
+        &["-u", "dev-1:gbt_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000"],
+    );
+    assert_eq!(status, 401, "{text}");
+    assert!(
+        text.to_lowercase().contains("www-authenticate: basic"),
+        "{text}"
+    );
+
+    // The real enrollment: a certificate for dev-1 chaining to the root.
+    let (status, text) = est.enroll("simpleenroll", &dev1, &["-u", &basic]);
+    assert_eq!(status, 200, "{text}");
+    std::fs::write(h.join("dev1.pem"), est.certs_from(&text, "dev1-cert")).unwrap();
+    assert!(
+        est.verify("dev1.pem").contains("OK"),
+        "{}",
+        est.verify("dev1.pem")
+    );
+    let dev1_subject = subject(&h.join("dev1.pem"));
+    assert!(dev1_subject.contains("CN=dev-1") || dev1_subject.contains("CN = dev-1"));
+    let serial = dev1_subject
+        .split("serial=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_lowercase();
+
+    // The token is spent.
+    let dev2 = est.csr("dev2", "dev-2");
+    let (status, text) = est.enroll(
+        "simpleenroll",
+        &dev2,
+        &["-u", &format!("dev-2:{bootstrap}")],
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("used up"), "{text}");
+
+    // Renewal with the current certificate as the TLS client certificate.
+    let renew = est.csr("dev1b", "dev-1");
+    let cert_args = [
+        "--cert",
+        h.join("dev1.pem").to_str().unwrap(),
+        "--key",
+        h.join("dev1.key").to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    let cert_args: Vec<&str> = cert_args.iter().map(String::as_str).collect();
+    let (status, text) = est.enroll("simplereenroll", &renew, &cert_args);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = est.enroll("simplereenroll", &dev2, &cert_args);
+    assert_eq!(
+        status, 403,
+        "dev-1's certificate cannot renew dev-2: {text}"
+    );
+    let (status, text) = est.enroll("simplereenroll", &renew, &[]);
+    assert_eq!(status, 401, "renewal without a certificate: {text}");
+
+    // The approval queue: 202 + Retry-After until an operator approves.
+    let cam = est.csr("cam1", "cam-1");
+    let (status, text) = est.enroll("simpleenroll", &cam, &[]);
+    assert_eq!(status, 202, "{text}");
+    assert!(text.to_lowercase().contains("retry-after: 60"), "{text}");
+    let (status, queue) = est.api("GET", "/api/v1/enrollment/requests?status=pending", None);
+    assert_eq!(status, 200);
+    assert_eq!(queue["items"][0]["device_id"], "cam-1", "{queue}");
+    let (status, _) = est.api(
+        "POST",
+        "/api/v1/enrollment/requests/cam-1/approve",
+        Some(json!({})),
+    );
+    assert_eq!(status, 200);
+    let (status, text) = est.enroll("simpleenroll", &cam, &[]);
+    assert_eq!(status, 200, "{text}");
+
+    // A claim certificate enrolls a new device, within its allowance.
+    let (status, claim) = est.api(
+        "POST",
+        "/api/v1/enrollment/claims",
+        Some(json!({"name": "factory-a", "max_uses": 1})),
+    );
+    assert_eq!(status, 201, "{claim}");
+    std::fs::write(
+        h.join("claim.pem"),
+        claim["certificate_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        h.join("claim.key"),
+        claim["private_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let claim_args = [
+        "--cert",
+        h.join("claim.pem").to_str().unwrap(),
+        "--key",
+        h.join("claim.key").to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    let claim_args: Vec<&str> = claim_args.iter().map(String::as_str).collect();
+    let plug = est.csr("plug1", "plug-1");
+    let (status, text) = est.enroll("simpleenroll", &plug, &claim_args);
+    assert_eq!(status, 200, "{text}");
+    let plug2 = est.csr("plug2", "plug-2");
+    let (status, text) = est.enroll("simpleenroll", &plug2, &claim_args);
+    assert_eq!(status, 403, "{text}");
+
+    // Revocation: listed in the CRL at once, and the certificate can no longer renew.
+    let (status, revoked) = est.api(
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some(json!({"reason": "key-compromise"})),
+    );
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    let crl = h.join("crl.der");
+    let (ok, _, err) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .arg("-o")
+            .arg(&crl)
+            .arg(format!("{url}/pki/crl")),
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, text, err) = run(
+        Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+            .arg(&crl),
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(
+        text.to_lowercase().replace(':', "").contains(&serial),
+        "{serial} not in {text}"
+    );
+    assert!(text.contains("Key Compromise"), "{text}");
+    let again = est.csr("dev1c", "dev-1");
+    let (status, text) = est.enroll("simplereenroll", &again, &cert_args);
+    assert_eq!(status, 403, "{text}");
+
+    let (status, expiring) = est.api(
+        "GET",
+        "/api/v1/certificates?expiring_within=100d&kind=device",
+        None,
+    );
+    assert_eq!(status, 200);
+    let subjects: Vec<&str> = expiring["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects.len(),
+        3,
+        "dev-1 (renewed), cam-1, plug-1: {expiring}"
+    );
+    let (status, _) = est.api("GET", "/api/v1/certificates?expiring_within=30d", None);
+    assert_eq!(status, 200);
+    let (status, audit) = est.api("GET", "/api/v1/audit?limit=100", None);
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "certificate.issue",
+        "certificate.revoke",
+        "bootstrap_token.create",
+        "claim.create",
+        "enrollment.request",
+        "enrollment.approve",
+    ] {
+        assert!(
+            actions.contains(&needed),
+            "{needed} not audited: {actions:?}"
+        );
+    }
+}
