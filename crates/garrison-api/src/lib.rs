@@ -99,6 +99,7 @@ pub struct ApiState {
 struct Inner {
     store: Arc<dyn Store>,
     identity: IdentityService,
+    broker: OnceLock<Arc<garrison_broker::Broker>>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -127,6 +128,7 @@ impl ApiState {
                 ),
                 store,
                 identity,
+                broker: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -138,6 +140,15 @@ impl ApiState {
 
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
+    }
+
+    /// Attaches the running MQTT broker, for session state and server-to-device messages.
+    pub fn attach_broker(&self, broker: Arc<garrison_broker::Broker>) {
+        let _ = self.inner.broker.set(broker);
+    }
+
+    pub(crate) fn broker(&self) -> Option<&garrison_broker::Broker> {
+        self.inner.broker.get().map(Arc::as_ref)
     }
 
     pub(crate) fn identity(&self) -> &IdentityService {

@@ -547,3 +547,32 @@ pub struct Preauthorize {
     #[serde(default)]
     pub public_key_sha256: Option<String>,
 }
+
+/// A device's MQTT session as the broker sees it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Whether the device is connected now.
+    pub connected: bool,
+    /// Messages accepted from it since the server started.
+    pub messages_in: u64,
+    /// Payload bytes accepted from it.
+    pub bytes_in: u64,
+    /// Refused publishes, subscriptions and connects.
+    pub authorization_failures: u64,
+    /// Successful connects.
+    pub connects: u64,
+    /// Disconnects.
+    pub disconnects: u64,
+    /// Address of its most recent connection attempt.
+    pub last_address: Option<String>,
+}
+
+/// A message from the server to a device.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceMessageBody {
+    /// `cmd` or `update`.
+    pub channel: String,
+    /// The JSON payload (the device contract: an object with a `schema` field).
+    pub payload: serde_json::Value,
+}

@@ -46,6 +46,8 @@ pub struct IssuedIdentity {
     pub key: PrivateKeyDer<'static>,
     /// The leaf certificate as PEM.
     pub cert_pem: String,
+    /// The leaf's private key as PKCS#8 PEM, for servers that read key files (the broker).
+    pub key_pem: String,
     /// Not valid after.
     pub not_after: OffsetDateTime,
 }
@@ -188,6 +190,7 @@ impl CertificateAuthority {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedIdentity {
             cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             chain: vec![cert.der().clone(), self.issuing_der.clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             not_after: params.not_after,

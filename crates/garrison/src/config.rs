@@ -40,6 +40,8 @@ pub struct Config {
     pub pki: PkiConfig,
     /// `[enrollment]`
     pub enrollment: EnrollmentConfig,
+    /// `[broker]`
+    pub broker: BrokerConfig,
 }
 
 /// `[api]`
@@ -93,6 +95,41 @@ pub struct PkiConfig {
     pub server_cert_validity: Duration,
 }
 
+/// `[broker]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Whether the embedded MQTT broker runs.
+    pub enabled: bool,
+    /// mTLS listen address.
+    pub listen: String,
+    /// Largest MQTT packet accepted, bytes.
+    pub max_packet_size: u32,
+    /// Messages queued per session.
+    pub max_queued_messages: usize,
+    /// QoS 1/2 messages in flight per session.
+    pub max_inflight: u16,
+    /// Deadline for the TLS handshake and CONNECT.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Most sessions at once.
+    pub max_sessions: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            enabled: true,
+            listen: "127.0.0.1:8883".into(),
+            max_packet_size: 256 * 1024,
+            max_queued_messages: 10_000,
+            max_inflight: 32,
+            handshake_timeout: Duration::from_secs(5),
+            max_sessions: 100_000,
+        }
+    }
+}
+
 /// `[enrollment]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -133,6 +170,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             pki: PkiConfig::default(),
             enrollment: EnrollmentConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 }
@@ -248,6 +286,18 @@ impl Config {
                 self.api.listen
             )
         })?;
+        let broker_listen: SocketAddr = self.broker.listen.parse().with_context(|| {
+            format!(
+                "invalid value {:?} for key broker.listen: expected IP:PORT such as \"0.0.0.0:8883\"",
+                self.broker.listen
+            )
+        })?;
+        if self.broker.max_inflight == 0 || self.broker.max_queued_messages == 0 {
+            bail!("keys broker.max_inflight and broker.max_queued_messages must be at least 1");
+        }
+        if self.broker.max_packet_size < 1024 {
+            bail!("invalid value for key broker.max_packet_size: expected at least 1024");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "invalid value {:?} for key log_format: expected \"text\" or \"json\"",
@@ -305,6 +355,7 @@ impl Config {
             master_key_file: self.master_key_file.clone(),
             listen,
             tls_files,
+            broker_listen,
         })
     }
 }
@@ -327,6 +378,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Operator-supplied certificate and key files.
     pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Broker listen address.
+    pub broker_listen: SocketAddr,
 }
 
 #[cfg(test)]

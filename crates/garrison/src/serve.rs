@@ -4,6 +4,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use garrison_api::{ApiSettings, ApiState, ServerFacts};
+use garrison_broker::{Broker, BrokerSettings};
 use garrison_core::{TenantId, audit::Actor};
 use garrison_identity::{IdentityService, IdentitySettings};
 
@@ -68,6 +69,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("cannot start the identity service")?;
+    let broker = if config.broker.enabled {
+        Some(std::sync::Arc::new(
+            start_broker(&config, &settings, &ca, identity.clone()).await?,
+        ))
+    } else {
+        None
+    };
     let crl_refresher = tokio::spawn(refresh_crl_periodically(
         identity.clone(),
         config.enrollment.crl_validity / 2,
@@ -106,6 +114,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             ca_fingerprint: ca_fingerprint.clone(),
         },
     );
+    if let Some(broker) = &broker {
+        state.attach_broker(broker.clone());
+    }
     let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;
     let local = listener.local_addr()?;
@@ -122,6 +133,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         "  trust: {} (root CA SHA-256 {ca_fingerprint})",
         ca_file.display()
     );
+    if let Some(broker) = &broker {
+        println!(
+            "  mqtt:  mqtts://{} (mutual TLS; client id = certificate CN)",
+            broker.local_addr()
+        );
+    }
     println!(
         "  next:  garrison login --server https://{local} --ca-cert {}",
         ca_file.display()
@@ -138,10 +155,55 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     )
     .await;
     crl_refresher.abort();
+    if let Some(broker) = &broker {
+        broker.shutdown().await;
+    }
     store.close().await;
     tracing::info!("Garrison stopped; storage flushed");
     println!("Garrison stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Issues the broker's certificate, writes its TLS files and starts it, with an intake task
+/// that takes every accepted device message.
+async fn start_broker(
+    config: &Config,
+    settings: &crate::config::Settings,
+    ca: &garrison_pki::CertificateAuthority,
+    identity: IdentityService,
+) -> anyhow::Result<Broker> {
+    let files = setup::write_broker_tls_files(
+        &settings.data_dir,
+        ca,
+        &config.api.public_names,
+        time::Duration::try_from(config.pki.server_cert_validity)
+            .context("pki.server_cert_validity is too large")?,
+    )?;
+    let mut broker_settings = BrokerSettings::new(
+        settings.broker_listen,
+        files.cert,
+        files.key,
+        files.client_ca,
+    );
+    broker_settings.max_packet_size = config.broker.max_packet_size;
+    broker_settings.max_queued_messages = config.broker.max_queued_messages;
+    broker_settings.max_inflight = config.broker.max_inflight;
+    broker_settings.handshake_timeout = config.broker.handshake_timeout;
+    broker_settings.max_sessions = config.broker.max_sessions;
+    let (intake, mut messages) = tokio::sync::mpsc::channel::<garrison_broker::DeviceMessage>(
+        broker_settings.intake_capacity,
+    );
+    // The monitoring intake (normalisation, detection) consumes these; until it exists, each
+    // accepted message is counted and logged at debug level.
+    tokio::spawn(async move {
+        while let Some(message) = messages.recv().await {
+            metrics::counter!("garrison_intake_messages_total").increment(1);
+            tracing::debug!(device = %message.device, topic = %message.topic, bytes = message.payload.len(), "Device message");
+        }
+    });
+    Broker::start(broker_settings, identity, intake)
+        .await
+        .context("cannot start the MQTT broker; change broker.listen or set broker.enabled = false")
 }
 
 /// Re-signs the CRL well before its next-update time, so relying parties never see it lapse

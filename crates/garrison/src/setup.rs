@@ -264,6 +264,65 @@ pub fn write_ca_file(data_dir: &Path, ca: &CertificateAuthority) -> anyhow::Resu
     Ok(path)
 }
 
+/// Files the embedded broker reads its TLS identity from (it takes paths, not keys in memory).
+pub struct BrokerTlsFiles {
+    /// Server certificate chain (leaf + issuing CA).
+    pub cert: PathBuf,
+    /// Server private key, 0600.
+    pub key: PathBuf,
+    /// Anchors client certificates must chain to (issuing + root CA).
+    pub client_ca: PathBuf,
+}
+
+/// Issues the broker's server certificate and writes it, its key (created 0600 before anything
+/// is written to it) and the client CA set under `<data-dir>/broker/`.
+pub fn write_broker_tls_files(
+    data_dir: &Path,
+    ca: &CertificateAuthority,
+    names: &[String],
+    validity: time::Duration,
+) -> anyhow::Result<BrokerTlsFiles> {
+    let dir = data_dir.join("broker");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    restrict(&dir, 0o700);
+    let identity = ca.issue_server(names, validity)?;
+    let files = BrokerTlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client_ca: dir.join("clients-ca.pem"),
+    };
+    fs::write(
+        &files.cert,
+        format!("{}{}", identity.cert_pem, ca.issuing_pem()),
+    )
+    .with_context(|| format!("cannot write {}", files.cert.display()))?;
+    write_private(&files.key, identity.key_pem.as_bytes())?;
+    fs::write(
+        &files.client_ca,
+        format!("{}{}", ca.issuing_pem(), ca.root_pem()),
+    )
+    .with_context(|| format!("cannot write {}", files.client_ca.display()))?;
+    Ok(files)
+}
+
+fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    restrict(path, 0o600);
+    file.write_all(content)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// Creates an admin account with a random password; `Ok(None)` if operators already exist.
 pub async fn create_first_admin(
     store: &dyn Store,

@@ -4,177 +4,22 @@
 //! set, and the CRL after a revocation.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::{path::Path, process::Command};
+use std::process::Command;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
 use common::*;
-
-struct Est<'a> {
-    url: String,
-    ca: &'a Path,
-    dir: &'a Path,
-    token: String,
-}
-
-impl Est<'_> {
-    /// Calls the operator API with curl; returns (status, JSON).
-    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-w", "\n%{http_code}", "-X", method, "--cacert"])
-            .arg(self.ca)
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", self.token));
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data"])
-                .arg(b.to_string());
-        }
-        let (_, out, err) = run(cmd.arg(format!("{}{path}", self.url)), None);
-        let (body, code) = out
-            .rsplit_once('\n')
-            .unwrap_or_else(|| panic!("{out}{err}"));
-        (
-            code.trim().parse().unwrap(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
-    }
-
-    /// A fresh P-256 key and a base64 DER CSR for `cn`, made by `openssl req`.
-    fn csr(&self, name: &str, cn: &str) -> std::path::PathBuf {
-        let key = self.dir.join(format!("{name}.key"));
-        let der = self.dir.join(format!("{name}.csr.der"));
-        let (ok, _, err) = run(
-            Command::new("openssl")
-                .args([
-                    "req",
-                    "-new",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                ])
-                .args(["-nodes", "-keyout"])
-                .arg(&key)
-                .args(["-subj", &format!("/CN={cn}"), "-outform", "DER", "-out"])
-                .arg(&der),
-            None,
-        );
-        assert!(ok, "openssl req: {err}");
-        let b64 = self.dir.join(format!("{name}.csr.b64"));
-        let (ok, _, err) = run(
-            Command::new("openssl")
-                .args(["base64", "-in"])
-                .arg(&der)
-                .arg("-out")
-                .arg(&b64),
-            None,
-        );
-        assert!(ok, "{err}");
-        b64
-    }
-
-    /// POSTs a CSR file to an EST endpoint with extra curl arguments; returns (status,
-    /// headers+body text).
-    fn enroll(&self, endpoint: &str, csr: &Path, extra: &[&str]) -> (u16, String) {
-        let (_, out, err) = run(
-            Command::new("curl")
-                .args(["-sS", "-i", "-w", "\n%{http_code}", "--cacert"])
-                .arg(self.ca)
-                .args(extra)
-                .args(["-H", "Content-Type: application/pkcs10", "--data-binary"])
-                .arg(format!("@{}", csr.display()))
-                .arg(format!("{}/.well-known/est/{endpoint}", self.url)),
-            None,
-        );
-        let (text, code) = out
-            .rsplit_once('\n')
-            .unwrap_or_else(|| panic!("{out}{err}"));
-        (code.trim().parse().unwrap(), text.to_owned())
-    }
-
-    /// Decodes an EST certs-only body with openssl into PEM certificates, saved as `name`.
-    fn certs_from(&self, response: &str, name: &str) -> String {
-        let body = response.split("\r\n\r\n").last().unwrap().trim().to_owned();
-        let b64 = self.dir.join(format!("{name}.p7.b64"));
-        std::fs::write(&b64, format!("{body}\n")).unwrap();
-        let der = self.dir.join(format!("{name}.p7.der"));
-        let (ok, _, err) = run(
-            Command::new("openssl")
-                .args(["base64", "-d", "-in"])
-                .arg(&b64)
-                .arg("-out")
-                .arg(&der),
-            None,
-        );
-        assert!(ok, "{err}");
-        let pem = self.dir.join(format!("{name}.pem"));
-        let (ok, out, err) = run(
-            Command::new("openssl")
-                .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
-                .arg(&der)
-                .arg("-out")
-                .arg(&pem),
-            None,
-        );
-        assert!(ok, "openssl pkcs7: {out}{err}");
-        std::fs::read_to_string(pem).unwrap()
-    }
-
-    fn verify(&self, cert: &str) -> String {
-        let chain = self.dir.join("chain.pem");
-        let (_, out, err) = run(
-            Command::new("openssl")
-                .args(["verify", "-CAfile"])
-                .arg(&chain)
-                .arg(self.dir.join(cert)),
-            None,
-        );
-        format!("{out}{err}")
-    }
-}
-
-fn subject(path: &Path) -> String {
-    run(
-        Command::new("openssl")
-            .args(["x509", "-noout", "-subject", "-serial", "-in"])
-            .arg(path),
-        None,
-    )
-    .1
-}
 
 #[test]
 fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let server = start(h, &[]);
-    let url = format!("https://{}", server.addr);
     let ca = h.join("garrison-data/ca.pem");
-    let (ok, out, err) = run(
-        Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(&ca)
-            .args(["-H", "Content-Type: application/json", "--data"])
-            .arg(
-                json!({"username": "admin", "password": server.password.clone().unwrap()})
-                    .to_string(),
-            )
-            .arg(format!("{url}/api/v1/auth/login")),
-        None,
-    );
-    assert!(ok, "{err}");
-    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let est = Est {
-        url: url.clone(),
-        ca: &ca,
-        dir: h,
-        token,
-    };
+    let est = est_for(&server, h, &ca);
+    let url = est.url.clone();
 
     // /cacerts: the issuing and root CA as PKCS#7, which openssl decodes.
     let (_, out, _) = run(

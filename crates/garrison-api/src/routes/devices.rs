@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use crate::{
     ApiError, ApiJson, ApiResult, ApiState, Caller, ErrorBody, Pagination, StrictQuery,
-    views::{CertificateView, DeviceView, PageOf, RevokeCertificate},
+    views::{
+        CertificateView, DeviceMessageBody, DeviceView, PageOf, RevokeCertificate, SessionView,
+    },
 };
 
 pub(crate) fn path_device(raw: &str) -> ApiResult<DeviceId> {
@@ -270,4 +272,96 @@ pub(crate) async fn revoke(
         .await
         .map_err(identity_error)?;
     Ok(Json(cert.into()))
+}
+
+fn broker(state: &ApiState) -> ApiResult<&garrison_broker::Broker> {
+    state.broker().ok_or_else(|| {
+        ApiError::unavailable("the MQTT broker is not running on this server (broker.enabled)")
+    })
+}
+
+/// The device's MQTT session: whether it is connected, and what the broker counted.
+#[utoipa::path(
+    get, path = "/api/v1/devices/{id}/session", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "Session state", body = SessionView),
+        (status = 503, description = "No broker on this server", body = ErrorBody),
+    )
+)]
+pub(crate) async fn session(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SessionView>> {
+    caller.require(Permission::DevicesRead)?;
+    let id = path_device(&id)?;
+    let broker = broker(&state)?;
+    let counters = broker.device_counters(&id).unwrap_or_default();
+    Ok(Json(SessionView {
+        connected: broker.is_connected(&id).await,
+        messages_in: counters.messages_in,
+        bytes_in: counters.bytes_in,
+        authorization_failures: counters.authorization_failures,
+        connects: counters.connects,
+        disconnects: counters.disconnects,
+        last_address: counters.last_address,
+    }))
+}
+
+/// Send a message to a device on its `cmd` or `update` channel (QoS 1). Quarantined devices
+/// still receive both: they are how a device is repaired.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/messages", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    request_body = DeviceMessageBody,
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 202, description = "Handed to the broker"),
+        (status = 400, description = "Unknown channel", body = ErrorBody),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 503, description = "No broker on this server", body = ErrorBody),
+    )
+)]
+pub(crate) async fn send_message(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DeviceMessageBody>,
+) -> ApiResult<axum::http::StatusCode> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    if !garrison_core::device::SERVER_TO_DEVICE.contains(&body.channel.as_str()) {
+        return Err(ApiError::invalid_body(
+            Some("channel".into()),
+            "channel must be `cmd` or `update`",
+        ));
+    }
+    state
+        .store()
+        .device_get(&caller.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
+    let broker = broker(&state)?;
+    let payload = serde_json::to_vec(&body.payload).map_err(ApiError::internal)?;
+    let audit = garrison_core::audit::AuditRecord::new(
+        &caller.tenant,
+        caller.actor(),
+        "device.message",
+        format!("device:{id}"),
+    )
+    .after(serde_json::json!({ "channel": body.channel, "bytes": payload.len() }))
+    .source(caller.source_text());
+    state.store().audit_append(audit).await?;
+    broker
+        .send_to_device(
+            &id,
+            &body.channel,
+            payload.into(),
+            garrison_broker::QoS::AtLeastOnce,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::http::StatusCode::ACCEPTED)
 }

@@ -2,6 +2,7 @@
 //! and read what it prints, and drive third-party clients.
 #![allow(dead_code, unreachable_pub)]
 
+use serde_json::{Value, json};
 use std::{
     io::{BufRead, BufReader, Write},
     path::Path,
@@ -17,6 +18,8 @@ pub fn garrison(home: &Path) -> Command {
         .env_remove("GARRISON_MASTER_KEY")
         .env_remove("GARRISON_TOKEN")
         .env("NO_COLOR", "1")
+        // Tests run in parallel: never the fixed default broker port.
+        .env("GARRISON_BROKER__LISTEN", "127.0.0.1:0")
         .current_dir(home);
     c
 }
@@ -25,6 +28,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub password: Option<String>,
+    /// `host:port` of the MQTT broker, when it runs.
+    pub mqtt: Option<String>,
 }
 
 impl Drop for Server {
@@ -54,6 +59,8 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = None;
+    let mut addr = None;
+    let mut mqtt = None;
     loop {
         let line = lines
             .next()
@@ -63,12 +70,19 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
             password = Some(p.trim_end_matches('│').trim().to_owned());
         }
         if let Some(url) = line.split("listening on https://").nth(1) {
-            let addr = url.trim().to_owned();
+            addr = Some(url.trim().to_owned());
+        }
+        if let Some(rest) = line.split("mqtts://").nth(1) {
+            mqtt = rest.split_whitespace().next().map(str::to_owned);
+        }
+        // The start-up banner ends with the "next:" hint.
+        if line.contains("next:") {
             std::thread::spawn(move || for _ in lines {});
             return Server {
                 child,
-                addr,
+                addr: addr.expect("serve printed no listening address"),
                 password,
+                mqtt,
             };
         }
     }
@@ -119,4 +133,166 @@ pub fn curl_status(ca: &Path, token: &str, url: &str) -> String {
         None,
     )
     .1
+}
+
+/// EST and operator-API calls made with curl and openssl.
+pub struct Est<'a> {
+    pub url: String,
+    pub ca: &'a Path,
+    pub dir: &'a Path,
+    pub token: String,
+}
+
+impl Est<'_> {
+    /// Calls the operator API with curl; returns (status, JSON).
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-w", "\n%{http_code}", "-X", method, "--cacert"])
+            .arg(self.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token));
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data"])
+                .arg(b.to_string());
+        }
+        let (_, out, err) = run(cmd.arg(format!("{}{path}", self.url)), None);
+        let (body, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (
+            code.trim().parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A fresh P-256 key and a base64 DER CSR for `cn`, made by `openssl req`.
+    pub fn csr(&self, name: &str, cn: &str) -> std::path::PathBuf {
+        let key = self.dir.join(format!("{name}.key"));
+        let der = self.dir.join(format!("{name}.csr.der"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-new",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                ])
+                .args(["-nodes", "-keyout"])
+                .arg(&key)
+                .args(["-subj", &format!("/CN={cn}"), "-outform", "DER", "-out"])
+                .arg(&der),
+            None,
+        );
+        assert!(ok, "openssl req: {err}");
+        let b64 = self.dir.join(format!("{name}.csr.b64"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args(["base64", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&b64),
+            None,
+        );
+        assert!(ok, "{err}");
+        b64
+    }
+
+    /// POSTs a CSR file to an EST endpoint with extra curl arguments; returns (status,
+    /// headers+body text).
+    pub fn enroll(&self, endpoint: &str, csr: &Path, extra: &[&str]) -> (u16, String) {
+        let (_, out, err) = run(
+            Command::new("curl")
+                .args(["-sS", "-i", "-w", "\n%{http_code}", "--cacert"])
+                .arg(self.ca)
+                .args(extra)
+                .args(["-H", "Content-Type: application/pkcs10", "--data-binary"])
+                .arg(format!("@{}", csr.display()))
+                .arg(format!("{}/.well-known/est/{endpoint}", self.url)),
+            None,
+        );
+        let (text, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (code.trim().parse().unwrap(), text.to_owned())
+    }
+
+    /// Decodes an EST certs-only body with openssl into PEM certificates, saved as `name`.
+    pub fn certs_from(&self, response: &str, name: &str) -> String {
+        let body = response.split("\r\n\r\n").last().unwrap().trim().to_owned();
+        let b64 = self.dir.join(format!("{name}.p7.b64"));
+        std::fs::write(&b64, format!("{body}\n")).unwrap();
+        let der = self.dir.join(format!("{name}.p7.der"));
+        let (ok, _, err) = run(
+            Command::new("openssl")
+                .args(["base64", "-d", "-in"])
+                .arg(&b64)
+                .arg("-out")
+                .arg(&der),
+            None,
+        );
+        assert!(ok, "{err}");
+        let pem = self.dir.join(format!("{name}.pem"));
+        let (ok, out, err) = run(
+            Command::new("openssl")
+                .args(["pkcs7", "-inform", "DER", "-print_certs", "-in"])
+                .arg(&der)
+                .arg("-out")
+                .arg(&pem),
+            None,
+        );
+        assert!(ok, "openssl pkcs7: {out}{err}");
+        std::fs::read_to_string(pem).unwrap()
+    }
+
+    pub fn verify(&self, cert: &str) -> String {
+        let chain = self.dir.join("chain.pem");
+        let (_, out, err) = run(
+            Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(&chain)
+                .arg(self.dir.join(cert)),
+            None,
+        );
+        format!("{out}{err}")
+    }
+}
+
+pub fn subject(path: &Path) -> String {
+    run(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-serial", "-in"])
+            .arg(path),
+        None,
+    )
+    .1
+}
+
+/// Logs in as the first admin with curl and returns an [`Est`] for the server.
+pub fn est_for<'a>(server: &Server, home: &'a Path, ca: &'a Path) -> Est<'a> {
+    let url = format!("https://{}", server.addr);
+    let (ok, out, err) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(ca)
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(
+                json!({"username": "admin", "password": server.password.clone().unwrap()})
+                    .to_string(),
+            )
+            .arg(format!("{url}/api/v1/auth/login")),
+        None,
+    );
+    assert!(ok, "{err}");
+    let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Est {
+        url,
+        ca,
+        dir: home,
+        token,
+    }
 }

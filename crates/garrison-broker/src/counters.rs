@@ -1,0 +1,46 @@
+//! Per-device counters the broker keeps for monitoring (messages and bytes in, authorization
+//! failures, connects, disconnects, the last source address).
+//!
+//! rmqtt keeps no per-client message counts, so the hooks count here. Entries exist only for
+//! identities that reached the authentication hook, i.e. that hold a certificate from
+//! Garrison's CA, so the map cannot be grown by strangers.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+};
+
+/// What the broker has counted for one device since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// Messages accepted from the device.
+    pub messages_in: u64,
+    /// Payload bytes accepted from the device.
+    pub bytes_in: u64,
+    /// Publishes and subscriptions refused by the ACL, and refused connects.
+    pub authorization_failures: u64,
+    /// Successful connects.
+    pub connects: u64,
+    /// Disconnects, clean or not.
+    pub disconnects: u64,
+    /// Address of the most recent connection attempt.
+    pub last_address: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CounterMap(Mutex<HashMap<String, DeviceCounters>>);
+
+impl CounterMap {
+    pub(crate) fn update(&self, device: &str, f: impl FnOnce(&mut DeviceCounters)) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(device.to_owned()).or_default());
+    }
+
+    pub(crate) fn get(&self, device: &str) -> Option<DeviceCounters> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device)
+            .cloned()
+    }
+}

@@ -1,0 +1,227 @@
+//! The policy Garrison plugs into rmqtt: authentication by certificate, the topic ACL with
+//! the quarantine profile, intake hand-off, and counting.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use async_trait::async_trait;
+use garrison_core::{
+    DeviceId,
+    device::{check_publish, check_subscribe},
+};
+use garrison_identity::IdentityService;
+use rmqtt::{
+    codec::v5::SubscribeAckReason,
+    hook::{Handler, HookResult, Parameter, ReturnType},
+    types::{AuthResult, ConnectInfo, PublishAclResult, Reason, SubscribeAclResult},
+};
+use tokio::sync::mpsc;
+
+use crate::{DeviceMessage, counters::CounterMap};
+
+const MQTT_V5: u8 = 5;
+
+/// rmqtt's handler for every hook Garrison registers. Cheap to clone.
+#[derive(Clone)]
+pub struct GarrisonHooks {
+    identity: IdentityService,
+    intake: mpsc::Sender<DeviceMessage>,
+    counters: Arc<CounterMap>,
+    /// Device id → serial of the certificate its current session authenticated with.
+    connected: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl GarrisonHooks {
+    pub(crate) fn new(identity: IdentityService, intake: mpsc::Sender<DeviceMessage>) -> Self {
+        GarrisonHooks {
+            identity,
+            intake,
+            counters: Arc::default(),
+            connected: Arc::default(),
+        }
+    }
+
+    pub(crate) fn counters(&self) -> &CounterMap {
+        &self.counters
+    }
+
+    pub(crate) fn connected_serial(&self, device: &str) -> Option<String> {
+        self.connected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device)
+            .cloned()
+    }
+
+    pub(crate) fn connected_sessions(&self) -> Vec<(String, String)> {
+        self.connected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(d, s)| (d.clone(), s.clone()))
+            .collect()
+    }
+
+    fn refuse_connect(
+        &self,
+        who: &str,
+        source: Option<String>,
+        reason: &'static str,
+    ) -> AuthResult {
+        metrics::counter!("garrison_broker_connect_refused_total", "reason" => reason).increment(1);
+        tracing::warn!(client = who, source, reason, "Refused an MQTT connection");
+        self.counters.update(who, |c| {
+            c.authorization_failures += 1;
+            c.last_address = source;
+        });
+        AuthResult::NotAuthorized
+    }
+
+    /// The TLS layer has already verified the chain to Garrison's CA; this checks that the
+    /// certificate names a device, that the device is who the client id says, and that the
+    /// certificate is not revoked.
+    fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
+        let client_id: &str = ci.client_id();
+        let source = ci.id().remote_addr.map(|a| a.ip().to_string());
+        let Some(cert) = ci.cert() else {
+            return self.refuse_connect(client_id, source, "no_certificate");
+        };
+        let cn = cert.common_name.as_deref().unwrap_or_default();
+        if DeviceId::new(cn).is_err() {
+            // Claim certificates (CN=claim:…) land here: they may enroll, never connect.
+            return self.refuse_connect(client_id, source, "not_a_device_certificate");
+        }
+        if client_id != cn {
+            return self.refuse_connect(client_id, source, "client_id_differs_from_certificate");
+        }
+        // rmqtt prints serials as lowercase hex without leading zeros; Garrison's serials have
+        // a non-zero first byte, so the two forms agree.
+        let serial = cert
+            .serial
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('0')
+            .to_ascii_lowercase();
+        if self.identity.directory().is_revoked(&serial) {
+            return self.refuse_connect(client_id, source, "certificate_revoked");
+        }
+        self.connected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(cn.to_owned(), serial);
+        self.counters.update(cn, |c| c.last_address = source);
+        // Never superuser: superusers bypass the ACL hooks.
+        AuthResult::Allow(false, None)
+    }
+}
+
+#[async_trait]
+impl Handler for GarrisonHooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(ci) => {
+                (false, Some(HookResult::AuthResult(self.authenticate(ci))))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, sub) => {
+                let device: &str = &session.id.client_id;
+                let verdict = DeviceId::new(device)
+                    .map_err(|_| garrison_core::device::TopicRefusal::ForeignTopic)
+                    .and_then(|d| check_subscribe(&d, &sub.topic_filter));
+                let result = match verdict {
+                    Ok(()) => SubscribeAclResult::new_success(sub.opts.qos(), None),
+                    Err(why) => {
+                        metrics::counter!("garrison_broker_acl_refusals_total", "kind" => "subscribe", "reason" => why.as_str()).increment(1);
+                        tracing::warn!(device, filter = %sub.topic_filter, reason = %why, "Refused a subscription");
+                        self.counters
+                            .update(device, |c| c.authorization_failures += 1);
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                    }
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let device: &str = &session.id.client_id;
+                let verdict = DeviceId::new(device)
+                    .map_err(|_| garrison_core::device::TopicRefusal::ForeignTopic)
+                    .and_then(|d| {
+                        let quarantined = self.identity.directory().is_quarantined(&d);
+                        check_publish(&d, &publish.topic, quarantined).map(|()| d)
+                    });
+                match verdict {
+                    Ok(device_id) => {
+                        let size = publish.payload.len() as u64;
+                        self.counters.update(device, |c| {
+                            c.messages_in += 1;
+                            c.bytes_in += size;
+                        });
+                        // Awaiting here holds back this device's PUBACK until the intake has
+                        // the message: back-pressure, not loss.
+                        let message = DeviceMessage {
+                            device: device_id,
+                            topic: publish.topic.to_string(),
+                            payload: publish.payload.clone(),
+                            qos: publish.qos,
+                            received_at: garrison_core::now_ms(),
+                        };
+                        if self.intake.send(message).await.is_err() {
+                            // The intake is gone (shutting down): refuse rather than ack.
+                            return (
+                                false,
+                                Some(HookResult::PublishAclResult(PublishAclResult::rejected(
+                                    true,
+                                    Some("the server is shutting down".into()),
+                                ))),
+                            );
+                        }
+                        metrics::counter!("garrison_broker_messages_in_total").increment(1);
+                        (
+                            false,
+                            Some(HookResult::PublishAclResult(PublishAclResult::allow())),
+                        )
+                    }
+                    Err(why) => {
+                        // MQTT 3.1.1 has no negative PUBACK, so a refused publish ends the
+                        // connection (the device notices); MQTT 5 answers "not authorized".
+                        let v5 = session.protocol().await.unwrap_or_default() == MQTT_V5;
+                        metrics::counter!("garrison_broker_acl_refusals_total", "kind" => "publish", "reason" => why.as_str()).increment(1);
+                        tracing::warn!(device, topic = %publish.topic, reason = %why, "Refused a publish");
+                        self.counters
+                            .update(device, |c| c.authorization_failures += 1);
+                        (
+                            false,
+                            Some(HookResult::PublishAclResult(PublishAclResult::rejected(
+                                !v5,
+                                Some(format!("not authorized: {why}").into()),
+                            ))),
+                        )
+                    }
+                }
+            }
+            Parameter::MessageDropped(_, _, _, reason) => {
+                let label = match reason {
+                    Reason::PublishResult(_) => "acl",
+                    Reason::MessageQueueFull => "queue_full",
+                    _ => "other",
+                };
+                metrics::counter!("garrison_broker_messages_dropped_total", "reason" => label)
+                    .increment(1);
+                (true, acc)
+            }
+            Parameter::ClientConnected(session) => {
+                metrics::counter!("garrison_broker_connects_total").increment(1);
+                self.counters
+                    .update(&session.id.client_id, |c| c.connects += 1);
+                (true, acc)
+            }
+            Parameter::ClientDisconnected(session, _) => {
+                metrics::counter!("garrison_broker_disconnects_total").increment(1);
+                self.counters
+                    .update(&session.id.client_id, |c| c.disconnects += 1);
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}
