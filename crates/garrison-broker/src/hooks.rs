@@ -19,7 +19,7 @@ use rmqtt::{
 };
 use tokio::sync::mpsc;
 
-use crate::{DeviceMessage, counters::CounterMap};
+use crate::{DeviceMessage, counters::CounterMap, limits::Limiter};
 
 const MQTT_V5: u8 = 5;
 
@@ -29,16 +29,22 @@ pub struct GarrisonHooks {
     identity: IdentityService,
     intake: mpsc::Sender<DeviceMessage>,
     counters: Arc<CounterMap>,
+    limiter: Arc<Limiter>,
     /// Device id → serial of the certificate its current session authenticated with.
     connected: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl GarrisonHooks {
-    pub(crate) fn new(identity: IdentityService, intake: mpsc::Sender<DeviceMessage>) -> Self {
+    pub(crate) fn new(
+        identity: IdentityService,
+        intake: mpsc::Sender<DeviceMessage>,
+        limiter: Limiter,
+    ) -> Self {
         GarrisonHooks {
             identity,
             intake,
             counters: Arc::default(),
+            limiter: Arc::new(limiter),
             connected: Arc::default(),
         }
     }
@@ -84,7 +90,13 @@ impl GarrisonHooks {
     /// certificate is not revoked.
     fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
         let client_id: &str = ci.client_id();
-        let source = ci.id().remote_addr.map(|a| a.ip().to_string());
+        let source_ip = ci.id().remote_addr.map(|a| a.ip());
+        let source = source_ip.map(|ip| ip.to_string());
+        if let Some(ip) = source_ip
+            && !self.limiter.admit_connect(ip)
+        {
+            return self.refuse_connect(client_id, source, "too_many_connection_attempts");
+        }
         let Some(cert) = ci.cert() else {
             return self.refuse_connect(client_id, source, "no_certificate");
         };
@@ -151,6 +163,12 @@ impl Handler for GarrisonHooks {
                     });
                 match verdict {
                     Ok(device_id) => {
+                        let wait = self.limiter.charge(device, publish.payload.len());
+                        if !wait.is_zero() {
+                            // Over its rate: this device waits for its PUBACK; nobody else does.
+                            metrics::counter!("garrison_broker_rate_limited_total").increment(1);
+                            tokio::time::sleep(wait.min(std::time::Duration::from_secs(60))).await;
+                        }
                         let size = publish.payload.len() as u64;
                         self.counters.update(device, |c| {
                             c.messages_in += 1;

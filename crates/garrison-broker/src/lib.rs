@@ -22,6 +22,7 @@
 
 mod counters;
 pub mod hooks;
+mod limits;
 
 use std::{net::SocketAddr, num::NonZeroU16, path::PathBuf, time::Duration};
 
@@ -39,6 +40,7 @@ use rmqtt::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use counters::DeviceCounters;
+pub use limits::AbuseLimits;
 pub use rmqtt::codec::types::QoS;
 
 /// How the broker runs; resolved from the server configuration.
@@ -67,6 +69,8 @@ pub struct BrokerSettings {
     pub max_keepalive: u16,
     /// Capacity of the channel to the intake; when full, publishers wait.
     pub intake_capacity: usize,
+    /// Per-device rates and per-source connection attempts.
+    pub limits: AbuseLimits,
 }
 
 impl BrokerSettings {
@@ -89,6 +93,7 @@ impl BrokerSettings {
             max_sessions: 100_000,
             max_keepalive: 600,
             intake_capacity: 10_000,
+            limits: AbuseLimits::NONE,
         }
     }
 }
@@ -186,7 +191,11 @@ impl Broker {
             .busy_check_enable(false)
             .build()
             .await;
-        let hooks = hooks::GarrisonHooks::new(identity.clone(), intake);
+        let hooks = hooks::GarrisonHooks::new(
+            identity.clone(),
+            intake,
+            limits::Limiter::new(settings.limits),
+        );
         let register = scx.extends.hook_mgr().register();
         for hook in [
             Type::ClientAuthenticate,
