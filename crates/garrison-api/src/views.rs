@@ -291,6 +291,8 @@ pub struct DeviceView {
     pub enrolled_via: String,
     /// Serial of its most recent certificate.
     pub current_serial: Option<String>,
+    /// When a key rotation was requested and is still outstanding (RFC 3339).
+    pub rotation_requested_at: Option<String>,
     /// First enrollment (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -304,6 +306,7 @@ impl From<garrison_store::identity::Device> for DeviceView {
             quarantined: d.quarantined,
             enrolled_via: d.enrolled_via.as_str().to_owned(),
             current_serial: d.current_serial,
+            rotation_requested_at: d.rotation_requested_at.map(format_ms),
             created_at: format_ms(d.created_at),
             updated_at: format_ms(d.updated_at),
         }

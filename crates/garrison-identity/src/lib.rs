@@ -322,7 +322,7 @@ impl IdentityService {
             format!("device:{device}"),
         )
         .source(request.source);
-        let certificate = self
+        let recorded = self
             .inner
             .store
             .certificate_record_issue(
@@ -341,6 +341,11 @@ impl IdentityService {
                 audit,
             )
             .await?;
+        let certificate = recorded.certificate;
+        if let Some(old) = recorded.superseded {
+            // A rotation completed: the old key is retired like any revoked certificate.
+            self.retired(&device.to_string(), &old).await;
+        }
         metrics::counter!("garrison_certificates_issued_total").increment(1);
         tracing::info!(device = %device, serial = %certificate.serial, "Issued a device certificate");
         Ok(EnrollOutcome::Issued {
@@ -511,15 +516,45 @@ impl IdentityService {
             .store
             .certificate_revoke(tenant, serial, reason, audit)
             .await?;
+        tracing::info!(serial, subject = %cert.subject, reason = %reason, "Revoked a certificate");
+        self.retired(&cert.subject, serial).await;
+        Ok(cert)
+    }
+
+    /// After the store revoked `serial`: directory, broker event, CRL.
+    async fn retired(&self, subject: &str, serial: &str) {
         self.inner.directory.add_revoked(serial);
         let _ = self.inner.events.send(IdentityEvent::Revoked {
-            subject: cert.subject.clone(),
-            serial: cert.serial.clone(),
+            subject: subject.to_owned(),
+            serial: serial.to_owned(),
         });
         metrics::counter!("garrison_certificates_revoked_total").increment(1);
-        tracing::info!(serial, subject = %cert.subject, reason = %reason, "Revoked a certificate");
-        self.refresh_crl().await?;
-        Ok(cert)
+        if let Err(e) = self.refresh_crl().await {
+            // The timer re-signs it; the directory already refuses the serial.
+            tracing::error!(error = %e, "Re-signing the CRL after a revocation failed");
+        }
+    }
+
+    /// Asks a device to rotate its key: its next renewal (EST `simplereenroll`) supersedes and
+    /// revokes the certificate it renews with. The caller tells the device (a `cmd` message).
+    pub async fn request_rotation(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        by: &Requester,
+    ) -> Result<Device, IdentityError> {
+        let audit = AuditRecord::new(
+            tenant,
+            by.actor.clone(),
+            "device.rotate",
+            format!("device:{device}"),
+        )
+        .source(by.source.clone());
+        Ok(self
+            .inner
+            .store
+            .device_request_rotation(tenant, device, audit)
+            .await?)
     }
 
     /// Switches a device's quarantine profile on or off, effective for its next message.

@@ -33,6 +33,17 @@ pub struct Device {
     pub created_at: UnixMillis,
     /// Last change.
     pub updated_at: UnixMillis,
+    /// When an operator asked for a new key; cleared by the next issuance.
+    pub rotation_requested_at: Option<UnixMillis>,
+}
+
+/// The outcome of recording an issuance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The new certificate.
+    pub certificate: Certificate,
+    /// The certificate this renewal superseded and revoked (rotation), if any.
+    pub superseded: Option<String>,
 }
 
 /// A certificate Garrison issued.
@@ -294,7 +305,8 @@ pub trait IdentityStore: Send + Sync {
         audit: AuditRecord,
     ) -> StoreResult<Device>;
 
-    /// Records an issued device certificate, consuming `grant`, in one transaction.
+    /// Records an issued device certificate, consuming `grant`, in one transaction. A renewal
+    /// while a rotation is requested also revokes the renewed certificate (`superseded`).
     /// [`StoreError::Refused`](crate::StoreError::Refused) if the grant is no longer good.
     async fn certificate_record_issue(
         &self,
@@ -303,7 +315,15 @@ pub trait IdentityStore: Send + Sync {
         grant: EnrollmentGrant,
         cert: NewCertificate,
         audit: AuditRecord,
-    ) -> StoreResult<Certificate>;
+    ) -> StoreResult<Issued>;
+
+    /// Asks a device for a new key: its next renewal supersedes its current certificate.
+    async fn device_request_rotation(
+        &self,
+        tenant: &TenantId,
+        id: &DeviceId,
+        audit: AuditRecord,
+    ) -> StoreResult<Device>;
 
     /// A certificate by serial.
     async fn certificate_get(

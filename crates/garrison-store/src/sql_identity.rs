@@ -11,12 +11,21 @@ use crate::{
     identity::{BootstrapToken, Certificate, Claim, Device, EnrollmentRequest, RequestStatus},
 };
 
-pub(crate) const DEVICE_COLUMNS: &str =
-    "tenant, id, quarantined, enrolled_via, current_serial, created_at, updated_at";
-pub(crate) type DeviceRow = (String, String, bool, String, Option<String>, i64, i64);
+pub(crate) const DEVICE_COLUMNS: &str = "tenant, id, quarantined, enrolled_via, current_serial, \
+     created_at, updated_at, rotation_requested_at";
+pub(crate) type DeviceRow = (
+    String,
+    String,
+    bool,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 pub(crate) fn device_from_row(row: DeviceRow) -> StoreResult<Device> {
-    let (tenant, id, quarantined, via, current_serial, created_at, updated_at) = row;
+    let (tenant, id, quarantined, via, current_serial, created_at, updated_at, rotation) = row;
     Ok(Device {
         enrolled_via: EnrollmentMethod::parse(&via).ok_or_else(|| {
             StoreError::corrupt(format!("device {id}"), "unknown enrollment method")
@@ -27,6 +36,7 @@ pub(crate) fn device_from_row(row: DeviceRow) -> StoreResult<Device> {
         current_serial,
         created_at,
         updated_at,
+        rotation_requested_at: rotation,
     })
 }
 
@@ -441,15 +451,36 @@ macro_rules! impl_identity_store {
                 grant: $crate::identity::EnrollmentGrant,
                 cert: $crate::identity::NewCertificate,
                 audit: garrison_core::audit::AuditRecord,
-            ) -> $crate::StoreResult<$crate::identity::Certificate> {
+            ) -> $crate::StoreResult<$crate::identity::Issued> {
                 let mut tx = self.begin_write().await?;
                 let now = garrison_core::now_ms();
                 Self::consume_grant(&mut tx, tenant, device, &grant, &cert.serial, now).await?;
+                // A renewal that answers a rotation request retires the certificate it renewed.
+                let mut superseded = None;
+                if let $crate::identity::EnrollmentGrant::Renewal { serial } = &grant {
+                    let rotating = Self::device_in(&mut tx, tenant, device)
+                        .await?
+                        .is_some_and(|d| d.rotation_requested_at.is_some());
+                    if rotating {
+                        sqlx::query(
+                            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+                             WHERE tenant = $3 AND serial = $4 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(garrison_core::device::RevocationReason::Superseded.as_str())
+                        .bind(tenant.as_str())
+                        .bind(serial)
+                        .execute(&mut *tx)
+                        .await?;
+                        superseded = Some(serial.clone());
+                    }
+                }
                 sqlx::query(
                     "INSERT INTO devices (tenant, id, quarantined, enrolled_via, current_serial, \
                      created_at, updated_at) VALUES ($1, $2, FALSE, $3, $4, $5, $5) \
                      ON CONFLICT (tenant, id) DO UPDATE SET \
-                     current_serial = excluded.current_serial, updated_at = excluded.updated_at",
+                     current_serial = excluded.current_serial, updated_at = excluded.updated_at, \
+                     rotation_requested_at = NULL",
                 )
                 .bind(tenant.as_str())
                 .bind(device.as_str())
@@ -479,9 +510,49 @@ macro_rules! impl_identity_store {
                 let stored = Self::cert_in(&mut tx, tenant, &cert.serial).await?;
                 let mut after = $crate::sql_identity::cert_audit_json(&stored);
                 after["enrolled_via"] = serde_json::json!(grant.method().as_str());
+                after["superseded"] = serde_json::json!(superseded);
                 Self::append_audit(&mut tx, audit.after(after)).await?;
                 tx.commit().await?;
-                Ok(stored)
+                Ok($crate::identity::Issued {
+                    certificate: stored,
+                    superseded,
+                })
+            }
+
+            async fn device_request_rotation(
+                &self,
+                tenant: &garrison_core::TenantId,
+                id: &garrison_core::DeviceId,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<$crate::identity::Device> {
+                let mut tx = self.begin_write().await?;
+                let affected = sqlx::query(
+                    "UPDATE devices SET rotation_requested_at = $1, updated_at = $1 \
+                     WHERE tenant = $2 AND id = $3",
+                )
+                .bind(garrison_core::now_ms())
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if affected == 0 {
+                    return Err($crate::StoreError::NotFound {
+                        what: format!("device {:?}", id.as_str()),
+                    });
+                }
+                let device = Self::device_in(&mut tx, tenant, id).await?.ok_or_else(|| {
+                    $crate::StoreError::NotFound {
+                        what: format!("device {:?}", id.as_str()),
+                    }
+                })?;
+                let audit = audit.after(serde_json::json!({
+                    "rotation_requested_at": device.rotation_requested_at,
+                    "current_serial": device.current_serial,
+                }));
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(device)
             }
 
             async fn certificate_get(

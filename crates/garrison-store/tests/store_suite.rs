@@ -437,6 +437,7 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
                     rec("certificate.issue", d),
                 )
                 .await
+                .map(|issued| issued.certificate)
         }
     };
     let c1 = issue("dev-1", "01", grant()).await.unwrap();
@@ -490,6 +491,54 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
         .unwrap()
         .unwrap();
     assert_eq!(device.current_serial.as_deref(), Some("07"));
+    assert!(
+        store
+            .certificate_get(&tenant(), "01")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none(),
+        "a plain renewal leaves the old certificate valid until it expires"
+    );
+
+    // Rotation: the next renewal supersedes the certificate it renewed with.
+    let asked = store
+        .device_request_rotation(&tenant(), &dev("dev-2"), rec("device.rotate", "dev-2"))
+        .await
+        .unwrap();
+    assert!(asked.rotation_requested_at.is_some());
+    let rotated = store
+        .certificate_record_issue(
+            &tenant(),
+            &dev("dev-2"),
+            EnrollmentGrant::Renewal {
+                serial: "03".into(),
+            },
+            identity_fixtures::cert("0a", "dev-2", far),
+            rec("certificate.issue", "dev-2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.superseded.as_deref(), Some("03"));
+    let old = store
+        .certificate_get(&tenant(), "03")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.revocation_reason, Some(RevocationReason::Superseded));
+    let dev2 = store
+        .device_get(&tenant(), &dev("dev-2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dev2.rotation_requested_at.is_none());
+    assert!(matches!(
+        store
+            .device_request_rotation(&tenant(), &dev("ghost"), rec("device.rotate", "ghost"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
     refused(
         issue(
             "dev-2",
@@ -543,7 +592,7 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
         .into_iter()
         .map(|c| c.serial)
         .collect();
-    assert_eq!(crl, ["01"]);
+    assert_eq!(crl, ["01", "03"]);
     let mine = store
         .certificates_list(
             &tenant(),
@@ -570,8 +619,8 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
     let serials: Vec<_> = soon.items.iter().map(|c| c.serial.as_str()).collect();
     assert_eq!(
         serials,
-        ["03", "07"],
-        "revoked 01 must not be listed as expiring"
+        ["07", "0a"],
+        "revoked 01 and superseded 03 are not listed as expiring"
     );
     assert!(
         store
@@ -629,6 +678,7 @@ async fn approval_queue_and_preauthorisation(store: Arc<dyn Store>, _t: Tamper) 
                     rec("certificate.issue", d),
                 )
                 .await
+                .map(|issued| issued.certificate)
         }
     };
     refused(grant_issue("cam-1", "a1").await, "not approved");
@@ -755,6 +805,7 @@ async fn claims_quarantine_and_lookup(store: Arc<dyn Store>, _t: Tamper) {
                     rec("certificate.issue", d),
                 )
                 .await
+                .map(|issued| issued.certificate)
         }
     };
     by_claim("plug-1", "p1").await.unwrap();

@@ -114,8 +114,8 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     ]
     .map(str::to_owned);
     let cert_args: Vec<&str> = cert_args.iter().map(String::as_str).collect();
-    let (status, text) = est.enroll("simplereenroll", &renew, &cert_args);
-    assert_eq!(status, 200, "{text}");
+    let (status, text_renewed) = est.enroll("simplereenroll", &renew, &cert_args);
+    assert_eq!(status, 200, "{text_renewed}");
     let (status, text) = est.enroll("simplereenroll", &dev2, &cert_args);
     assert_eq!(
         status, 403,
@@ -123,6 +123,43 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     );
     let (status, text) = est.enroll("simplereenroll", &renew, &[]);
     assert_eq!(status, 401, "renewal without a certificate: {text}");
+
+    // Rotation: after an operator asks, the next renewal retires the certificate it used.
+    std::fs::write(
+        h.join("dev1b.pem"),
+        est.certs_from(&text_renewed, "dev1b-cert"),
+    )
+    .unwrap();
+    let (status, device) = est.api("POST", "/api/v1/devices/dev-1/rotate", Some(json!({})));
+    assert_eq!(status, 200, "{device}");
+    assert!(device["rotation_requested_at"].is_string(), "{device}");
+    let renewed_args = [
+        "--cert",
+        h.join("dev1b.pem").to_str().unwrap(),
+        "--key",
+        h.join("dev1b.key").to_str().unwrap(),
+    ]
+    .map(str::to_owned);
+    let renewed_args: Vec<&str> = renewed_args.iter().map(String::as_str).collect();
+    let rotated = est.csr("dev1r", "dev-1");
+    let (status, text) = est.enroll("simplereenroll", &rotated, &renewed_args);
+    assert_eq!(status, 200, "{text}");
+    let dev1b_serial = subject(&h.join("dev1b.pem"))
+        .split("serial=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_lowercase();
+    let (_, old) = est.api("GET", &format!("/api/v1/certificates/{dev1b_serial}"), None);
+    assert_eq!(old["status"], "revoked", "{old}");
+    assert_eq!(old["revocation_reason"], "superseded", "{old}");
+    let (_, device) = est.api("GET", "/api/v1/devices/dev-1", None);
+    assert!(device["rotation_requested_at"].is_null(), "{device}");
+    let (status, text) = est.enroll("simplereenroll", &rotated, &renewed_args);
+    assert_eq!(
+        status, 403,
+        "the superseded certificate cannot renew again: {text}"
+    );
 
     // The approval queue: 202 + Retry-After until an operator approves.
     let cam = est.csr("cam1", "cam-1");
@@ -223,7 +260,7 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     assert_eq!(
         subjects.len(),
         3,
-        "dev-1 (renewed), cam-1, plug-1: {expiring}"
+        "dev-1 (rotated), cam-1, plug-1: {expiring}"
     );
     let (status, _) = est.api("GET", "/api/v1/certificates?expiring_within=30d", None);
     assert_eq!(status, 200);

@@ -133,6 +133,53 @@ pub(crate) async fn release(
     set_quarantine(state, caller, id, false).await
 }
 
+/// Rotate a device's key: the device is told (a `rotate-certificate` command on its `cmd`
+/// channel, when the broker runs) to make a new key and renew over EST; that renewal revokes
+/// the certificate it renews with (reason `superseded`).
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/rotate", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "Rotation requested", body = DeviceView),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rotate(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceView>> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    let device = state
+        .identity()
+        .request_rotation(&caller.tenant, &id, &caller.requester())
+        .await
+        .map_err(identity_error)?;
+    if let Some(broker) = state.broker() {
+        let command = serde_json::json!({
+            "schema": 1,
+            "command": "rotate-certificate",
+            "current_serial": device.current_serial,
+        });
+        let payload = serde_json::to_vec(&command).map_err(ApiError::internal)?;
+        if let Err(e) = broker
+            .send_to_device(
+                &id,
+                "cmd",
+                payload.into(),
+                garrison_broker::QoS::AtLeastOnce,
+            )
+            .await
+        {
+            // The request stands; the device also learns of it when it next renews.
+            tracing::warn!(device = %id, error = %e, "Could not send the rotation command");
+        }
+    }
+    Ok(Json(device.into()))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertificateQuery {

@@ -39,6 +39,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(devices::get))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
+        .routes(routes!(devices::rotate))
         .routes(routes!(devices::session))
         .routes(routes!(devices::send_message))
         .routes(routes!(devices::certificates))
