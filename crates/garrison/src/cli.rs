@@ -5,13 +5,13 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use garrison_core::Role;
 
-use crate::{client, config, local, serve};
+use crate::{client, config, devices, local, serve};
 
 /// Garrison: a self-hosted IoT security server.
 ///
 /// Start with `garrison serve` (embedded defaults: SQLite in ./garrison-data, HTTPS on
 /// 127.0.0.1:8443, its own CA). It prints the admin password once on first start. Then
-/// `garrison login` and manage operators and tokens from here.
+/// `garrison login` and manage operators, tokens, devices, certificates and enrollment from here.
 #[derive(Debug, Parser)]
 #[command(
     name = "garrison",
@@ -49,6 +49,21 @@ pub enum Command {
     /// Manage operator accounts.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Devices with Garrison identities: list, inspect, quarantine, send commands.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Certificates issued to devices and claims: list, inspect, revoke.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// How devices get their identity: bootstrap tokens, claim certificates, the approval queue.
+    ///
+    /// A device enrolls over EST (RFC 7030) at `/.well-known/est/simpleenroll` with a CSR whose
+    /// CN is its device id, authenticated by one of: a bootstrap token (`enroll token create`),
+    /// a claim certificate as TLS client certificate (`enroll claim create`), or nothing, in
+    /// which case the request waits in the approval queue (`enroll requests`, `enroll approve`)
+    /// unless the device id was pre-authorised (`enroll preauthorize`).
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
 }
 
 /// Where the server's state is and how it is configured. Shared by `serve`, `admin`, `audit`.
@@ -220,6 +235,312 @@ pub enum OperatorCommand {
     },
 }
 
+/// Parses a device id on the command line with the server's rules.
+fn device_id(text: &str) -> Result<String, String> {
+    garrison_core::DeviceId::new(text)
+        .map(|id| id.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a duration such as `30d` or `12h` on the command line; the server gets the text.
+fn duration(text: &str) -> Result<String, String> {
+    humantime::parse_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("{e}; expected a duration such as 30d, 12h or 90m"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List devices: id, quarantine, how they enrolled, current certificate.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Show a device and its MQTT session (connected, counters), if this server runs the broker.
+    Show {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// Quarantine a device: only its `cmd` and `update` channels stay open, everything else
+    /// is refused and logged. Takes effect on its next message.
+    Quarantine {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// Release a device from quarantine.
+    Release {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// Send a JSON message to a device on its `cmd` or `update` channel (MQTT, QoS 1).
+    ///
+    /// Quarantined devices still receive both channels: they are how a device is repaired.
+    #[command(
+        after_help = "Example:\n  garrison device send sensor-1 --channel cmd --payload '{\"schema\":\"reboot/1\"}'"
+    )]
+    Send {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+        /// Channel: the device receives it on `garrison/v1/d/<id>/<channel>`.
+        #[arg(long, value_enum)]
+        channel: ChannelArg,
+        /// The payload: JSON text, `@FILE` to read it from a file, or `-` for standard input.
+        #[arg(long, value_name = "JSON")]
+        payload: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChannelArg {
+    /// Commands (`garrison/v1/d/<id>/cmd`); the device answers on `cmd/result`.
+    Cmd,
+    /// Updates (`garrison/v1/d/<id>/update`); the device reports on `update/status`.
+    Update,
+}
+
+impl ChannelArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelArg::Cmd => "cmd",
+            ChannelArg::Update => "update",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CertKindArg {
+    /// Device certificates (CN = device id), used for MQTT and EST renewal.
+    Device,
+    /// Claim certificates, used only to enroll devices over EST.
+    Claim,
+}
+
+impl CertKindArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertKindArg::Device => "device",
+            CertKindArg::Claim => "claim",
+        }
+    }
+}
+
+/// Why a certificate is revoked (RFC 5280 CRL reason codes), as written into the CRL.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReasonArg {
+    /// No reason given.
+    Unspecified,
+    /// The private key was (or may have been) exposed.
+    KeyCompromise,
+    /// The subject's affiliation or name changed.
+    AffiliationChanged,
+    /// Replaced by a newer certificate.
+    Superseded,
+    /// The device or claim is no longer in use.
+    CessationOfOperation,
+    /// The subject is no longer allowed what the certificate grants.
+    PrivilegeWithdrawn,
+}
+
+impl ReasonArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonArg::Unspecified => "unspecified",
+            ReasonArg::KeyCompromise => "key-compromise",
+            ReasonArg::AffiliationChanged => "affiliation-changed",
+            ReasonArg::Superseded => "superseded",
+            ReasonArg::CessationOfOperation => "cessation-of-operation",
+            ReasonArg::PrivilegeWithdrawn => "privilege-withdrawn",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// List certificates (serial, subject, kind, status, expiry), ordered by serial.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Only the certificates of this device id (or claim name).
+        #[arg(long, value_name = "ID", value_parser = device_id)]
+        device: Option<String>,
+        /// Only device or only claim certificates.
+        #[arg(long, value_enum)]
+        kind: Option<CertKindArg>,
+        /// Only valid certificates that expire within this duration, e.g. 30d.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        expiring_within: Option<String>,
+    },
+    /// Show one certificate's details; with --pem, print only the certificate as PEM.
+    Show {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Serial number, hex (colons and case do not matter).
+        serial: String,
+        /// Print only the PEM certificate (e.g. to pipe into `openssl x509 -text`).
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Revoke a certificate: the CRL is re-signed at once and a device connected with it is
+    /// disconnected within a second.
+    Revoke {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Serial number, hex (colons and case do not matter).
+        serial: String,
+        /// Reason recorded in the CRL.
+        #[arg(long, value_enum, default_value_t = ReasonArg::Unspecified)]
+        reason: ReasonArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RequestStatusArg {
+    /// Waiting for an operator (`enroll approve` / `enroll reject`).
+    Pending,
+    /// Approved (or pre-authorised); the device's next EST request gets its certificate.
+    Approved,
+    /// Rejected; the device's further requests are refused.
+    Rejected,
+    /// A certificate was issued against it.
+    Issued,
+}
+
+impl RequestStatusArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatusArg::Pending => "pending",
+            RequestStatusArg::Approved => "approved",
+            RequestStatusArg::Rejected => "rejected",
+            RequestStatusArg::Issued => "issued",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollCommand {
+    /// Bootstrap tokens: one-time (or N-time) passwords a device presents to enroll.
+    #[command(subcommand)]
+    Token(EnrollTokenCommand),
+    /// Claim certificates for factory provisioning: a shared certificate that may enroll
+    /// devices over EST (never connect to the broker).
+    #[command(subcommand)]
+    Claim(EnrollClaimCommand),
+    /// List the approval queue: enrollment requests by device id.
+    Requests {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Only requests with this status.
+        #[arg(long, value_enum)]
+        status: Option<RequestStatusArg>,
+    },
+    /// Approve a device's pending request; its next EST request gets its certificate.
+    Approve {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        device: String,
+    },
+    /// Reject a device's pending request; its further requests are refused.
+    Reject {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        device: String,
+    },
+    /// Pre-authorise a device id: its first EST request is issued without waiting for approval.
+    Preauthorize {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        device: String,
+        /// Only issue for this public key: SHA-256 of its SubjectPublicKeyInfo, 64 hex
+        /// characters (`openssl pkey -pubout -outform DER -in device.key | sha256sum`).
+        #[arg(long, value_name = "HEX")]
+        public_key_sha256: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollTokenCommand {
+    /// Create a bootstrap token (shown once) for a device id or an id prefix such as `line4-*`.
+    ///
+    /// The device sends its CSR to /.well-known/est/simpleenroll with HTTP Basic
+    /// authentication: its device id as the user name and the token as the password. The
+    /// command prints the token once, with the commands a device runs to use it.
+    #[command(
+        after_help = "Examples:\n  garrison enroll token create sensor-17\n  garrison enroll token create 'line4-*' --uses 200 --expires-in 7d"
+    )]
+    Create {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id the token may enroll, or an id prefix ending in `*` (`line4-*`), or `*`.
+        pattern: String,
+        /// How many enrollments the token allows (1 to 100000) [default: 1].
+        #[arg(long, value_name = "N")]
+        uses: Option<i64>,
+        /// Lifetime, 1 minute to 365 days, e.g. 24h or 7d [default: 24h].
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        expires_in: Option<String>,
+    },
+    /// List bootstrap tokens (never their secrets), newest first.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Revoke a bootstrap token; devices can no longer enroll with it.
+    Revoke {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Token id (16 hex characters, from `enroll token list`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollClaimCommand {
+    /// Create a claim certificate and write it and its private key (0600) to DIR/NAME.pem and
+    /// DIR/NAME.key. Garrison keeps no copy of the key; existing files are never overwritten.
+    ///
+    /// A device enrolls by presenting the claim as its TLS client certificate to
+    /// /.well-known/est/simpleenroll. Revoke the claim's serial (`cert revoke`) to stop it.
+    Create {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Claim name (same rules as a device id); the certificate's CN is `claim:NAME`.
+        #[arg(value_parser = device_id)]
+        name: String,
+        /// How many devices the claim may enroll (1 to 10000000) [default: 1000].
+        #[arg(long, value_name = "N")]
+        uses: Option<i64>,
+        /// Validity, 1 hour to 3650 days, e.g. 365d [default: 365d].
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        valid_for: Option<String>,
+        /// Directory for NAME.pem and NAME.key (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
+    /// List claim certificates and how many enrollments each has made.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args.load()?).await,
@@ -272,5 +593,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(OperatorCommand::Enable { remote, username }) => {
             client::operator_set_disabled(remote, username, false).await
         }
+        Command::Device(command) => devices::device(command).await,
+        Command::Cert(command) => devices::cert(command).await,
+        Command::Enroll(command) => devices::enroll(command).await,
     }
 }

@@ -106,12 +106,41 @@ fn write_profiles(file: &ProfileFile) -> anyhow::Result<PathBuf> {
 }
 
 /// A connection to one server with one credential.
-struct Remote {
+pub(crate) struct Remote {
     http: reqwest::Client,
-    server: String,
+    /// The server's base URL, `https://host:port`.
+    pub(crate) server: String,
     token: Option<String>,
-    output: Format,
+    /// How the command prints its result.
+    pub(crate) output: Format,
 }
+
+/// An error answer from the API: its HTTP status and `{"code","message"}`. Callers that
+/// expect a particular failure (say 503 from a route that needs the broker) find it with
+/// `anyhow::Error::downcast_ref::<ApiFailure>()`.
+#[derive(Debug)]
+pub(crate) struct ApiFailure {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.status {
+            401 => "; log in again with `garrison login`",
+            403 => "; ask an admin for a role that grants it",
+            _ => "",
+        };
+        write!(
+            f,
+            "{} ({}, HTTP {}){hint}",
+            self.message, self.code, self.status
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
 
 fn http_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
     let certs = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())
@@ -124,7 +153,7 @@ fn http_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
 }
 
 impl Remote {
-    fn from_args(args: &RemoteArgs) -> anyhow::Result<Remote> {
+    pub(crate) fn from_args(args: &RemoteArgs) -> anyhow::Result<Remote> {
         if let Ok(token) = std::env::var("GARRISON_TOKEN") {
             let server = std::env::var("GARRISON_SERVER")
                 .unwrap_or_else(|_| "https://127.0.0.1:8443".into());
@@ -153,7 +182,7 @@ impl Remote {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -190,30 +219,35 @@ impl Remote {
             .get("code")
             .and_then(Value::as_str)
             .unwrap_or("error");
-        let hint = match status.as_u16() {
-            401 => "; log in again with `garrison login`",
-            403 => "; ask an admin for a role that grants it",
-            _ => "",
-        };
-        bail!("{message} ({code}, HTTP {}){hint}", status.as_u16())
+        Err(ApiFailure {
+            status: status.as_u16(),
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+        .into())
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
-    /// Follows `next_cursor` until the list ends.
-    async fn get_all(&self, path: &str) -> anyhow::Result<Vec<Value>> {
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Follows `next_cursor` until the list ends. `path` may already carry a query string.
+    pub(crate) async fn get_all(&self, path: &str) -> anyhow::Result<Vec<Value>> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
+        let sep = if path.contains('?') { '&' } else { '?' };
         loop {
             let url = match &cursor {
-                Some(c) => format!("{path}?limit=500&cursor={c}"),
-                None => format!("{path}?limit=500"),
+                Some(c) => format!("{path}{sep}limit=500&cursor={}", encode(c)),
+                None => format!("{path}{sep}limit=500"),
             };
             let page = self.get(&url).await?;
             if let Some(batch) = page.get("items").and_then(Value::as_array) {
@@ -225,6 +259,20 @@ impl Remote {
             }
         }
     }
+}
+
+/// Percent-encodes `text` for a URL path segment or query value (everything but RFC 3986
+/// unreserved characters).
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn read_password(stdin: bool, prompt: &str) -> anyhow::Result<String> {
@@ -367,11 +415,7 @@ pub async fn token_list(args: RemoteArgs) -> anyhow::Result<ExitCode> {
 pub async fn token_revoke(args: RemoteArgs, id: String) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let revoked = remote
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/tokens/{id}"),
-            None,
-        )
+        .delete(&format!("/api/v1/tokens/{}", encode(&id)))
         .await?;
     match remote.output {
         Format::Json => output::print_object(Format::Json, &revoked),
