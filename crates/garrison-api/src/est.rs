@@ -194,6 +194,18 @@ async fn enroll(
         Err(EnrollError::Forbidden(m)) => {
             refuse(StatusCode::FORBIDDEN, "forbidden", source.as_deref(), &m)
         }
+        Err(e @ EnrollError::QueueFull(_)) => {
+            let mut response = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                source.as_deref(),
+                &e.to_string(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(300u32));
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "Enrollment failed");
             text(

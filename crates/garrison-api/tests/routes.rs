@@ -50,10 +50,40 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         &generated.issuing_key_pem,
     )
     .unwrap();
+    let ca = Arc::new(ca);
     let identity = garrison_identity::IdentityService::start(
         store.clone(),
-        Arc::new(ca),
+        ca.clone(),
         garrison_identity::IdentitySettings::default(),
+    )
+    .await
+    .unwrap();
+    // A real broker, so session and message routes answer as in production.
+    let server = ca
+        .issue_server(&["127.0.0.1".into()], time::Duration::days(1))
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (intake, mut messages) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move { while messages.recv().await.is_some() {} });
+    let broker = garrison_broker::Broker::start(
+        garrison_broker::BrokerSettings::new(
+            "127.0.0.1:0".parse().unwrap(),
+            write(
+                "broker.pem",
+                format!("{}{}", server.cert_pem, ca.issuing_pem()),
+            ),
+            write("broker.key", server.key_pem.clone()),
+            write(
+                "clients.pem",
+                format!("{}{}", ca.issuing_pem(), ca.root_pem()),
+            ),
+        ),
+        identity.clone(),
+        intake,
     )
     .await
     .unwrap();
@@ -64,6 +94,7 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         garrison_api::metrics_handle(),
         ServerFacts::default(),
     );
+    state.attach_broker(Arc::new(broker));
     Fixture {
         app: garrison_api::app(state),
         store,
@@ -187,6 +218,9 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
             Some(json!({ "name": format!("factory-{}", role.as_str()), "max_uses": 5 }))
         }
         ("post", "/api/v1/enrollment/preauthorized") => Some(json!({ "device_id": "cam-7" })),
+        ("post", "/api/v1/devices/{id}/messages") => {
+            Some(json!({ "channel": "cmd", "payload": { "schema": 1 } }))
+        }
         ("post", "/api/v1/auth/password") => {
             Some(json!({ "current_password": PASSWORD, "new_password": PASSWORD }))
         }

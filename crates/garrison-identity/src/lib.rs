@@ -56,6 +56,9 @@ pub struct IdentitySettings {
     pub approval_queue: bool,
     /// What a pending device is told to wait before asking again.
     pub pending_retry_after: Duration,
+    /// Most pending requests at once; beyond it, new devices are told to come back later, so
+    /// anonymous requests cannot grow the queue without bound.
+    pub max_pending: i64,
 }
 
 impl Default for IdentitySettings {
@@ -66,6 +69,7 @@ impl Default for IdentitySettings {
             crl_validity: Duration::from_secs(86_400),
             approval_queue: true,
             pending_retry_after: Duration::from_secs(60),
+            max_pending: 10_000,
         }
     }
 }
@@ -129,6 +133,9 @@ pub enum EnrollError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Pki(#[from] PkiError),
+    /// The approval queue is full; try again later.
+    #[error("the approval queue is full ({0} pending requests); try again later")]
+    QueueFull(i64),
 }
 
 impl From<StoreError> for EnrollError {
@@ -455,6 +462,22 @@ impl IdentityService {
             return Err(EnrollError::Unauthenticated(
                 "enrollment needs a bootstrap token (HTTP Basic password) or a claim certificate; the approval queue is off".into(),
             ));
+        }
+        let known = self
+            .inner
+            .store
+            .enrollment_request_get(tenant, &csr.device_id)
+            .await?
+            .is_some();
+        if !known {
+            let pending = self
+                .inner
+                .store
+                .enrollment_requests_count(tenant, RequestStatus::Pending)
+                .await?;
+            if pending >= self.inner.settings.max_pending {
+                return Err(EnrollError::QueueFull(pending));
+            }
         }
         let audit = AuditRecord::new(
             tenant,

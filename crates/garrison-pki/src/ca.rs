@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use aws_lc_rs::digest;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, SanType, SerialNumber,
+    SignatureAlgorithm,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -17,6 +18,43 @@ use crate::PkiError;
 
 const ROOT_VALIDITY: Duration = Duration::days(20 * 365);
 const ISSUING_VALIDITY: Duration = Duration::days(10 * 365);
+
+/// The key type of the CA hierarchy. Leaf keys are the devices' own choice (P-256 recommended);
+/// server certificates use P-256 for the widest client support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 with SHA-256: supported by every TLS stack and MCU library.
+    #[default]
+    EcdsaP256,
+    /// Ed25519: smaller, faster, deterministic signatures; not accepted by web browsers.
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            KeyAlgorithm::EcdsaP256 => &PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::Ed25519 => &PKCS_ED25519,
+        }
+    }
+
+    /// The configuration name (`ecdsa-p256`, `ed25519`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Ed25519 => "ed25519",
+        }
+    }
+
+    /// Parses the configuration name.
+    pub fn parse(name: &str) -> Option<KeyAlgorithm> {
+        match name {
+            "ecdsa-p256" => Some(KeyAlgorithm::EcdsaP256),
+            "ed25519" => Some(KeyAlgorithm::Ed25519),
+            _ => None,
+        }
+    }
+}
 
 /// The issuing CA with its key, able to sign certificates.
 pub struct CertificateAuthority {
@@ -89,9 +127,17 @@ fn ca_params(
 }
 
 impl CertificateAuthority {
-    /// Generates a new root and issuing CA for `organization`.
+    /// Generates a new root and issuing CA for `organization` with ECDSA P-256 keys.
     pub fn generate(organization: &str) -> Result<GeneratedCa, PkiError> {
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        Self::generate_with(organization, KeyAlgorithm::EcdsaP256)
+    }
+
+    /// Generates a new root and issuing CA for `organization` with keys of `algorithm`.
+    pub fn generate_with(
+        organization: &str,
+        algorithm: KeyAlgorithm,
+    ) -> Result<GeneratedCa, PkiError> {
+        let root_key = KeyPair::generate_for(algorithm.signature_algorithm())?;
         let root_params = ca_params(
             &format!("{organization} Root CA"),
             organization,
@@ -101,7 +147,7 @@ impl CertificateAuthority {
         let root_cert = root_params.self_signed(&root_key)?;
         let root_issuer = Issuer::new(root_params, &root_key);
 
-        let issuing_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let issuing_key = KeyPair::generate_for(algorithm.signature_algorithm())?;
         let issuing_params = ca_params(
             &format!("{organization} Issuing CA"),
             organization,
@@ -220,9 +266,90 @@ pub fn certificate_fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
+/// Encrypts a PKCS#8 PEM private key with `passphrase` as standard encrypted PKCS#8
+/// (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, PBES2 with PBKDF2-HMAC-SHA256 at 600,000
+/// iterations and AES-256-CBC), which `openssl pkey` reads — for keeping the root CA key
+/// offline. (Not scrypt: OpenSSL refuses the default scrypt parameters' memory use.)
+pub fn encrypt_private_key(key_pem: &str, passphrase: &str) -> Result<String, PkiError> {
+    use pkcs8::{LineEnding, PrivateKeyInfo, der::Decode};
+    let bad = |detail: String| PkiError::Pem {
+        what: "private key".into(),
+        detail,
+    };
+    let key = KeyPair::from_pem(key_pem)?;
+    let der = key.serialize_der();
+    let mut info = PrivateKeyInfo::from_der(&der).map_err(|e| bad(e.to_string()))?;
+    // Version 1 (no embedded public key): every reader accepts it, while OpenSSL misreads the
+    // version-2 form this crate would write for Ed25519.
+    info.public_key = None;
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    let rng = SystemRandom::new();
+    rng.fill(&mut salt).map_err(|_| PkiError::Random)?;
+    rng.fill(&mut iv).map_err(|_| PkiError::Random)?;
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(600_000, &salt, &iv)
+        .map_err(|e| bad(e.to_string()))?;
+    let encrypted = info
+        .encrypt_with_params(params, passphrase.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .map_err(|e| bad(e.to_string()))?
+        .to_string())
+}
+
+/// Opens a key written by [`encrypt_private_key`]; returns its PKCS#8 PEM.
+pub fn decrypt_private_key(encrypted_pem: &str, passphrase: &str) -> Result<String, PkiError> {
+    use pkcs8::{EncryptedPrivateKeyInfo, der::Decode};
+    let bad = |detail: String| PkiError::Pem {
+        what: "encrypted private key".into(),
+        detail,
+    };
+    let (label, der) =
+        pkcs8::der::pem::decode_vec(encrypted_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(bad(format!(
+            "expected ENCRYPTED PRIVATE KEY, found {label}"
+        )));
+    }
+    let info = EncryptedPrivateKeyInfo::from_der(&der).map_err(|e| bad(e.to_string()))?;
+    let plain = info
+        .decrypt(passphrase.as_bytes())
+        .map_err(|_| bad("wrong passphrase or damaged file".into()))?;
+    let key = KeyPair::try_from(plain.as_bytes())?;
+    Ok(key.serialize_pem())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ed25519_hierarchy_issues_and_root_keys_round_trip_encrypted() {
+        let g = CertificateAuthority::generate_with("Ed", KeyAlgorithm::Ed25519).unwrap();
+        let ca =
+            CertificateAuthority::load(&g.root_cert_pem, &g.issuing_cert_pem, &g.issuing_key_pem)
+                .unwrap();
+        let (_, issuing) = x509_parser::parse_x509_certificate(ca.issuing_der()).unwrap();
+        assert_eq!(
+            issuing.signature_algorithm.algorithm.to_id_string(),
+            "1.3.101.112",
+            "the issuing CA is signed with Ed25519"
+        );
+        ca.issue_server(&["localhost".into()], Duration::days(1))
+            .unwrap();
+
+        let sealed = encrypt_private_key(&g.root_key_pem, "correct horse").unwrap();
+        assert!(sealed.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        assert!(!sealed.contains(&g.root_key_pem[40..80]));
+        let opened = decrypt_private_key(&sealed, "correct horse").unwrap();
+        assert_eq!(
+            KeyPair::from_pem(&opened).unwrap().public_key_pem(),
+            KeyPair::from_pem(&g.root_key_pem).unwrap().public_key_pem()
+        );
+        assert!(decrypt_private_key(&sealed, "wrong horse").is_err());
+    }
 
     #[test]
     fn hierarchy_issues_a_server_certificate_that_chains_to_the_root() {

@@ -19,7 +19,8 @@ mod master_key;
 pub mod tls;
 
 pub use ca::{
-    CertificateAuthority, GeneratedCa, IssuedIdentity, certificate_fingerprint, pem_certificates,
+    CertificateAuthority, GeneratedCa, IssuedIdentity, KeyAlgorithm, certificate_fingerprint,
+    decrypt_private_key, encrypt_private_key, pem_certificates,
 };
 pub use device::{
     CsrError, DeviceCsr, IssuedCertificate, IssuedClaim, MAX_CSR_BYTES, PeerCertificate,

@@ -426,6 +426,13 @@ pub trait IdentityStore: Send + Sync {
         page: &PageRequest,
     ) -> StoreResult<Page<EnrollmentRequest>>;
 
+    /// How many requests of a status there are (the approval queue's size).
+    async fn enrollment_requests_count(
+        &self,
+        tenant: &TenantId,
+        status: RequestStatus,
+    ) -> StoreResult<i64>;
+
     /// Approves or rejects a pending request.
     async fn enrollment_request_decide(
         &self,

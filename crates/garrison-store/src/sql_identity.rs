@@ -955,6 +955,20 @@ macro_rules! impl_identity_store {
                 Ok($crate::sql::paginate(items, page.limit, |r| r.device_id.to_string()))
             }
 
+            async fn enrollment_requests_count(
+                &self,
+                tenant: &garrison_core::TenantId,
+                status: $crate::identity::RequestStatus,
+            ) -> $crate::StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM enrollment_requests WHERE tenant = $1 AND status = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(status.as_str())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn enrollment_request_decide(
                 &self,
                 tenant: &garrison_core::TenantId,

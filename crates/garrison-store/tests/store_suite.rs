@@ -755,6 +755,13 @@ async fn approval_queue_and_preauthorisation(store: Arc<dyn Store>, _t: Tamper) 
     assert_eq!(seen.status, RequestStatus::Approved);
     assert_eq!(seen.public_key_sha256.as_deref(), Some("k3"));
     grant_issue("cam-3", "a3").await.unwrap();
+    assert_eq!(
+        store
+            .enrollment_requests_count(&tenant(), RequestStatus::Rejected)
+            .await
+            .unwrap(),
+        1
+    );
     let pending = store
         .enrollment_requests_list(
             &tenant(),

@@ -34,6 +34,9 @@ pub enum Command {
     /// Local administration on the server's machine (needs the data directory, not the API).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The certificate authority (on the server's machine).
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -106,6 +109,36 @@ pub enum ConfigCommand {
     Defaults,
     /// Print the effective configuration (defaults, file, environment and flags) and check it.
     Show(ServerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA before the first `serve` (otherwise `serve` creates one, keeping both
+    /// keys sealed in the store). With `--offline-root FILE` the root key is written there,
+    /// encrypted with a passphrase, and never stored by the server: the server holds only the
+    /// issuing CA.
+    Init {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Write the root CA's private key here (encrypted PKCS#8) instead of storing it.
+        #[arg(long, value_name = "FILE")]
+        offline_root: Option<PathBuf>,
+        /// Read the root key's passphrase from standard input instead of the terminal.
+        #[arg(long, requires = "offline_root")]
+        passphrase_stdin: bool,
+        /// Key type of the root and issuing CA [default: pki.key_algorithm].
+        #[arg(long, value_enum)]
+        algorithm: Option<KeyAlgorithmArg>,
+    },
+}
+
+/// CA key types.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyAlgorithmArg {
+    /// ECDSA P-256: works with every TLS stack.
+    EcdsaP256,
+    /// Ed25519: smaller and faster; web browsers do not accept it.
+    Ed25519,
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +308,15 @@ pub enum DeviceCommand {
     },
     /// Release a device from quarantine.
     Release {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// Ask a device for a new key: it is sent a `rotate-certificate` command, and its next
+    /// renewal (EST simplereenroll) revokes the certificate it renews with (`superseded`).
+    Rotate {
         #[command(flatten)]
         remote: client::RemoteArgs,
         /// Device id.
@@ -559,6 +601,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Admin(AdminCommand::ResetPassword { server, username }) => {
             local::reset_password(server.load()?, &username).await
+        }
+        Command::Ca(CaCommand::Init {
+            server,
+            offline_root,
+            passphrase_stdin,
+            algorithm,
+        }) => {
+            let algorithm = algorithm.map(|a| match a {
+                KeyAlgorithmArg::EcdsaP256 => garrison_pki::KeyAlgorithm::EcdsaP256,
+                KeyAlgorithmArg::Ed25519 => garrison_pki::KeyAlgorithm::Ed25519,
+            });
+            local::ca_init(server.load()?, algorithm, offline_root, passphrase_stdin).await
         }
         Command::Audit(AuditCommand::Verify {
             server,

@@ -93,6 +93,8 @@ pub struct PkiConfig {
     /// Validity of the server certificate issued at each start.
     #[serde(with = "humantime_serde")]
     pub server_cert_validity: Duration,
+    /// Key type of the CA hierarchy when it is first created: "ecdsa-p256" or "ed25519".
+    pub key_algorithm: String,
 }
 
 /// `[broker]`
@@ -145,6 +147,8 @@ pub struct EnrollmentConfig {
     /// Validity of each published CRL; it is re-signed at half that and on every revocation.
     #[serde(with = "humantime_serde")]
     pub crl_validity: Duration,
+    /// Most pending approval requests at once.
+    pub max_pending_requests: i64,
 }
 
 impl Default for EnrollmentConfig {
@@ -154,6 +158,7 @@ impl Default for EnrollmentConfig {
             approval_queue: true,
             pending_retry_after: Duration::from_secs(60),
             crl_validity: Duration::from_secs(24 * 3600),
+            max_pending_requests: 10_000,
         }
     }
 }
@@ -206,6 +211,7 @@ impl Default for PkiConfig {
         PkiConfig {
             organization: "Garrison".into(),
             server_cert_validity: Duration::from_secs(90 * 24 * 3600),
+            key_algorithm: "ecdsa-p256".into(),
         }
     }
 }
@@ -298,6 +304,13 @@ impl Config {
         if self.broker.max_packet_size < 1024 {
             bail!("invalid value for key broker.max_packet_size: expected at least 1024");
         }
+        let key_algorithm =
+            garrison_pki::KeyAlgorithm::parse(&self.pki.key_algorithm).with_context(|| {
+                format!(
+                    "invalid value {:?} for key pki.key_algorithm: expected \"ecdsa-p256\" or \"ed25519\"",
+                    self.pki.key_algorithm
+                )
+            })?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!(
                 "invalid value {:?} for key log_format: expected \"text\" or \"json\"",
@@ -356,6 +369,7 @@ impl Config {
             listen,
             tls_files,
             broker_listen,
+            key_algorithm,
         })
     }
 }
@@ -380,6 +394,8 @@ pub struct Settings {
     pub tls_files: Option<(PathBuf, PathBuf)>,
     /// Broker listen address.
     pub broker_listen: SocketAddr,
+    /// Key type for a CA created now.
+    pub key_algorithm: garrison_pki::KeyAlgorithm,
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ pub async fn device(command: DeviceCommand) -> anyhow::Result<ExitCode> {
         DeviceCommand::Show { remote, id } => device_show(remote, &id).await,
         DeviceCommand::Quarantine { remote, id } => device_quarantine(remote, &id, true).await,
         DeviceCommand::Release { remote, id } => device_quarantine(remote, &id, false).await,
+        DeviceCommand::Rotate { remote, id } => device_rotate(remote, &id).await,
         DeviceCommand::Send {
             remote,
             id,
@@ -217,6 +218,21 @@ async fn device_quarantine(args: RemoteArgs, id: &str, on: bool) -> anyhow::Resu
             "Device {id} quarantined: only its cmd and update channels stay open, from its next message."
         ),
         Format::Table => println!("Device {id} released from quarantine."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn device_rotate(args: RemoteArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let remote = Remote::from_args(&args)?;
+    let device = remote
+        .post(&format!("/api/v1/devices/{}/rotate", encode(id)), json!({}))
+        .await?;
+    match remote.output {
+        Format::Json => output::print_object(Format::Json, &device),
+        Format::Table => println!(
+            "Asked device {id} to rotate its key. Its next renewal retires certificate {}.",
+            text(&device, "current_serial")
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

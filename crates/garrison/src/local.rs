@@ -117,3 +117,99 @@ pub async fn audit_verify(config: Config, expect_head: Option<&str>) -> anyhow::
         }
     }
 }
+
+/// `garrison ca init`: creates the CA before the first `serve`, optionally keeping the root
+/// key offline — written encrypted to `offline_root` and never stored by the server.
+pub async fn ca_init(
+    config: Config,
+    algorithm: Option<garrison_pki::KeyAlgorithm>,
+    offline_root: Option<std::path::PathBuf>,
+    passphrase_stdin: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &offline_root
+        && path.exists()
+    {
+        bail!(
+            "{} already exists; choose a new file for the root key (it is never overwritten)",
+            path.display()
+        );
+    }
+    let passphrase = match &offline_root {
+        Some(_) => Some(read_new_passphrase(passphrase_stdin)?),
+        None => None,
+    };
+    let settings = config.resolve()?;
+    let store = open_prepared(&config).await?;
+    let _lock = setup::lock_data_dir(&settings.data_dir)?;
+    let key = setup::master_key(&settings, store.as_ref()).await?;
+    let tenant = TenantId::default();
+    let created = setup::create_ca(
+        store.as_ref(),
+        &key,
+        &tenant,
+        setup::NewCa {
+            organization: &config.pki.organization,
+            algorithm: algorithm.unwrap_or(settings.key_algorithm),
+            actor: cli_actor(),
+        },
+        offline_root.is_none(),
+    )
+    .await?;
+    let Some(generated) = created else {
+        store.close().await;
+        bail!(
+            "this installation already has a CA; `ca init` only creates one (its root is in {}/ca.pem)",
+            settings.data_dir.display()
+        );
+    };
+    if let (Some(path), Some(passphrase)) = (&offline_root, &passphrase) {
+        let sealed = garrison_pki::encrypt_private_key(&generated.root_key_pem, passphrase)?;
+        setup::write_private(path, sealed.as_bytes())?;
+    }
+    let (ca, fingerprint) = setup::certificate_authority(
+        store.as_ref(),
+        &key,
+        &tenant,
+        setup::NewCa {
+            organization: &config.pki.organization,
+            algorithm: settings.key_algorithm,
+            actor: cli_actor(),
+        },
+    )
+    .await?;
+    let ca_file = setup::write_ca_file(&settings.data_dir, &ca)?;
+    store.close().await;
+    println!(
+        "Created the CA. Root certificate: {} (SHA-256 {fingerprint})",
+        ca_file.display()
+    );
+    match &offline_root {
+        Some(path) => println!(
+            "The root private key is NOT stored by the server. It is in {} (encrypted PKCS#8;\n\
+             `openssl pkey -in FILE` opens it with the passphrase). Move it to offline storage now.",
+            path.display()
+        ),
+        None => println!("The root and issuing keys are sealed in the store with the master key."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_new_passphrase(stdin: bool) -> anyhow::Result<String> {
+    let passphrase = if stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        text.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("Passphrase for the root key: ")
+            .context("cannot read from the terminal; use --passphrase-stdin")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("the passphrases differ");
+        }
+        first
+    };
+    if passphrase.chars().count() < 12 {
+        bail!("the root key passphrase must be at least 12 characters");
+    }
+    Ok(passphrase)
+}

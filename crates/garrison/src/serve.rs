@@ -20,9 +20,17 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     setup::migrate(store.as_ref(), &key).await?;
 
     let tenant = TenantId::default();
-    let (ca, ca_fingerprint) =
-        setup::certificate_authority(store.as_ref(), &key, &tenant, &config.pki.organization)
-            .await?;
+    let (ca, ca_fingerprint) = setup::certificate_authority(
+        store.as_ref(),
+        &key,
+        &tenant,
+        setup::NewCa {
+            organization: &config.pki.organization,
+            algorithm: settings.key_algorithm,
+            actor: Actor::system("first-start"),
+        },
+    )
+    .await?;
     let ca_file = setup::write_ca_file(&settings.data_dir, &ca)?;
 
     let (chain, private_key) = match &settings.tls_files {
@@ -65,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             crl_validity: config.enrollment.crl_validity,
             approval_queue: config.enrollment.approval_queue,
             pending_retry_after: config.enrollment.pending_retry_after,
+            max_pending: config.enrollment.max_pending_requests,
         },
     )
     .await

@@ -16,7 +16,9 @@ use garrison_core::{
     Role, TenantId, Username,
     audit::{Actor, AuditRecord},
 };
-use garrison_pki::{CertificateAuthority, MasterKey, PkiError, certificate_fingerprint};
+use garrison_pki::{
+    CertificateAuthority, KeyAlgorithm, MasterKey, PkiError, certificate_fingerprint,
+};
 use garrison_store::{NewOperator, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -196,9 +198,61 @@ pub async fn migrate(store: &dyn Store, key: &MasterKey) -> anyhow::Result<()> {
 #[derive(Serialize, Deserialize)]
 struct CaBundle {
     root_cert_pem: String,
-    root_key_pem: String,
+    /// Absent when the root key is kept offline (`garrison ca init --offline-root`).
+    #[serde(default)]
+    root_key_pem: Option<String>,
     issuing_cert_pem: String,
     issuing_key_pem: String,
+}
+
+/// How a new CA is made.
+pub struct NewCa<'a> {
+    /// Organization named in the CA certificates.
+    pub organization: &'a str,
+    /// Key type of the root and issuing CA.
+    pub algorithm: KeyAlgorithm,
+    /// Who creates it, for the audit log.
+    pub actor: Actor,
+}
+
+/// Creates the CA unless one exists; returns the generated hierarchy when this call created
+/// it. With `keep_root_key = false` the root's private key is not stored — the caller must
+/// take it offline.
+pub async fn create_ca(
+    store: &dyn Store,
+    key: &MasterKey,
+    tenant: &TenantId,
+    new: NewCa<'_>,
+    keep_root_key: bool,
+) -> anyhow::Result<Option<garrison_pki::GeneratedCa>> {
+    if store.secret_get(tenant, CA_SECRET).await?.is_some() {
+        return Ok(None);
+    }
+    let generated = CertificateAuthority::generate_with(new.organization, new.algorithm)?;
+    let bundle = CaBundle {
+        root_cert_pem: generated.root_cert_pem.clone(),
+        root_key_pem: keep_root_key.then(|| generated.root_key_pem.clone()),
+        issuing_cert_pem: generated.issuing_cert_pem.clone(),
+        issuing_key_pem: generated.issuing_key_pem.clone(),
+    };
+    let sealed = key.seal(&serde_json::to_vec(&bundle)?, CA_SECRET)?;
+    let fingerprint = root_fingerprint(&bundle.root_cert_pem)?;
+    let record =
+        AuditRecord::new(tenant, new.actor, "pki.ca_create", "ca:root").after(serde_json::json!({
+            "organization": new.organization,
+            "root_fingerprint": fingerprint,
+            "key_algorithm": new.algorithm.as_str(),
+            "root_key_offline": !keep_root_key,
+        }));
+    if store
+        .secret_put_if_absent(tenant, CA_SECRET, &sealed, record)
+        .await?
+    {
+        tracing::info!(%fingerprint, "Created Garrison's certificate authority (root and issuing CA)");
+        Ok(Some(generated))
+    } else {
+        Ok(None)
+    }
 }
 
 /// The CA, created on first start, and the root's fingerprint.
@@ -206,34 +260,9 @@ pub async fn certificate_authority(
     store: &dyn Store,
     key: &MasterKey,
     tenant: &TenantId,
-    organization: &str,
+    new: NewCa<'_>,
 ) -> anyhow::Result<(CertificateAuthority, String)> {
-    if store.secret_get(tenant, CA_SECRET).await?.is_none() {
-        let generated = CertificateAuthority::generate(organization)?;
-        let bundle = CaBundle {
-            root_cert_pem: generated.root_cert_pem,
-            root_key_pem: generated.root_key_pem,
-            issuing_cert_pem: generated.issuing_cert_pem,
-            issuing_key_pem: generated.issuing_key_pem,
-        };
-        let sealed = key.seal(&serde_json::to_vec(&bundle)?, CA_SECRET)?;
-        let fingerprint = root_fingerprint(&bundle.root_cert_pem)?;
-        let record = AuditRecord::new(
-            tenant,
-            Actor::system("first-start"),
-            "pki.ca_create",
-            "ca:root",
-        )
-        .after(
-            serde_json::json!({ "organization": organization, "root_fingerprint": fingerprint }),
-        );
-        if store
-            .secret_put_if_absent(tenant, CA_SECRET, &sealed, record)
-            .await?
-        {
-            tracing::info!(%fingerprint, "Created Garrison's certificate authority (root and issuing CA)");
-        }
-    }
+    create_ca(store, key, tenant, new, true).await?;
     let sealed = store
         .secret_get(tenant, CA_SECRET)
         .await?
@@ -305,7 +334,8 @@ pub fn write_broker_tls_files(
     Ok(files)
 }
 
-fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+/// Creates `path` with mode 0600 (before anything is written to it) and writes `content`.
+pub fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

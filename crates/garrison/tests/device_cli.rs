@@ -180,6 +180,12 @@ fn device_cert_and_enroll_commands() {
         cli_json(h, &["device", "show", "dev-1"])["quarantined"],
         false
     );
+    let out = cli(h, &["device", "rotate", "dev-1"]);
+    assert!(out.contains("rotate its key"), "{out}");
+    assert!(
+        cli_json(h, &["device", "show", "dev-1"])["rotation_requested_at"].is_string(),
+        "rotation is recorded"
+    );
 
     // A message to a device: the payload must be JSON, the channel cmd or update.
     let err = cli_fails(

@@ -286,3 +286,149 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
         );
     }
 }
+
+#[test]
+fn offline_root_ed25519_ca_issues_devices_that_connect() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let root_key = h.join("root.key");
+    let passphrase = "a long root passphrase";
+    let (ok, out, err) = run(
+        garrison(h).args([
+            "ca",
+            "init",
+            "--offline-root",
+            root_key.to_str().unwrap(),
+            "--passphrase-stdin",
+            "--algorithm",
+            "ed25519",
+        ]),
+        Some(passphrase),
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("NOT stored"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&root_key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&root_key).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{text}"
+    );
+    // openssl opens it with the passphrase, and it is the key of the root in ca.pem.
+    let ca = h.join("garrison-data/ca.pem");
+    let (ok, key_pub, err) = run(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-passin"])
+            .arg(format!("pass:{passphrase}"))
+            .arg("-in")
+            .arg(&root_key),
+        None,
+    );
+    assert!(ok, "{err}");
+    let (_, cert_pub, _) = run(
+        Command::new("openssl")
+            .args(["x509", "-pubkey", "-noout", "-in"])
+            .arg(&ca),
+        None,
+    );
+    assert_eq!(key_pub, cert_pub);
+    let (ok, _, _) = run(
+        Command::new("openssl")
+            .args(["pkey", "-passin", "pass:wrong-passphrase", "-in"])
+            .arg(&root_key),
+        None,
+    );
+    assert!(!ok, "a wrong passphrase opens nothing");
+    let (_, cert_text, _) = run(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&ca),
+        None,
+    );
+    assert!(cert_text.contains("ED25519"), "{cert_text}");
+    let (ok, _, err) = run(garrison(h).args(["ca", "init"]), None);
+    assert!(!ok && err.contains("already has a CA"), "{err}");
+
+    // The server runs on that CA: a device enrolls and speaks MQTT with stock clients.
+    let server = start(h, &[]);
+    let est = est_for(&server, h, &ca);
+    let (status, created) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "ed-1"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let csr = est.csr("ed-1", "ed-1");
+    let (status, text) = est.enroll(
+        "simpleenroll",
+        &csr,
+        &[
+            "-u",
+            &format!("ed-1:{}", created["token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200, "{text}");
+    std::fs::write(h.join("ed-1.pem"), est.certs_from(&text, "ed-1-cert")).unwrap();
+    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "--cafile"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(h.join("ed-1.pem"))
+        .arg("--key")
+        .arg(h.join("ed-1.key"))
+        .args([
+            "-i",
+            "ed-1",
+            "-t",
+            "garrison/v1/d/ed-1/birth",
+            "-m",
+            "{}",
+            "-q",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, audit) = est.api("GET", "/api/v1/audit?limit=200", None);
+    let created_ca = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "pki.ca_create")
+        .unwrap()
+        .clone();
+    assert!(
+        created_ca.to_string().contains("root_key_offline"),
+        "{created_ca}"
+    );
+}
+
+#[test]
+fn a_full_approval_queue_turns_new_devices_away_but_not_known_ones() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start_with_env(h, &[("GARRISON_ENROLLMENT__MAX_PENDING_REQUESTS", "1")]);
+    let ca = h.join("garrison-data/ca.pem");
+    let est = est_for(&server, h, &ca);
+    let first = est.csr("cam-a", "cam-a");
+    let (status, text) = est.enroll("simpleenroll", &first, &[]);
+    assert_eq!(status, 202, "{text}");
+    let second = est.csr("cam-b", "cam-b");
+    let (status, text) = est.enroll("simpleenroll", &second, &[]);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("approval queue is full"), "{text}");
+    assert!(text.to_lowercase().contains("retry-after: 300"), "{text}");
+    let (status, text) = est.enroll("simpleenroll", &first, &[]);
+    assert_eq!(
+        status, 202,
+        "a device already waiting may ask again: {text}"
+    );
+    let (_, queue) = est.api("GET", "/api/v1/enrollment/requests", None);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 1, "{queue}");
+}

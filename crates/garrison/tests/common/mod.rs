@@ -54,7 +54,10 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Kept for diagnosis: a failing test's directory holds the server's log.
+        .stderr(Stdio::from(
+            std::fs::File::create(home.join("server.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
