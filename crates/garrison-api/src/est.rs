@@ -12,9 +12,8 @@
 //! Garrison's API.
 
 use axum::{
-    Extension, Router,
-    body::Bytes,
-    extract::State,
+    Router,
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -28,8 +27,14 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/.well-known/est/cacerts", get(cacerts))
         .route("/.well-known/est/csrattrs", get(csrattrs))
-        .route("/.well-known/est/simpleenroll", post(simpleenroll))
-        .route("/.well-known/est/simplereenroll", post(simplereenroll))
+        .route(
+            "/.well-known/est/simpleenroll",
+            post(|State(state), request| enroll(state, false, request)),
+        )
+        .route(
+            "/.well-known/est/simplereenroll",
+            post(|State(state), request| enroll(state, true, request)),
+        )
         .route("/pki/ca.pem", get(ca_pem))
         .route("/pki/crl", get(crl_der))
         .route("/pki/crl.pem", get(crl_pem))
@@ -126,15 +131,28 @@ fn bootstrap_token(headers: &HeaderMap) -> Option<String> {
     value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
 }
 
-async fn enroll(
-    state: ApiState,
-    renewal_only: bool,
-    headers: HeaderMap,
-    addr: Option<ClientAddr>,
-    cert: Option<ClientCertificate>,
-    body: Bytes,
-) -> Response {
-    let source = addr.map(|a| a.0.ip().to_string());
+/// `simpleenroll` (any credential) and `simplereenroll` (`renewal_only`: the client
+/// certificate).
+async fn enroll(state: ApiState, renewal_only: bool, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let source = parts
+        .extensions
+        .get::<ClientAddr>()
+        .map(|a| a.0.ip().to_string());
+    let cert = parts.extensions.get::<ClientCertificate>().cloned();
+    // A CSR is a few hundred bytes; anything near this limit is refused by the CSR parser.
+    let body = match axum::body::to_bytes(body, 4 * garrison_pki::MAX_CSR_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                source.as_deref(),
+                "the request body is too large for a CSR",
+            );
+        }
+    };
     let credential = match (bootstrap_token(&headers), cert) {
         (_, Some(ClientCertificate(cert))) => Credential::Certificate(cert),
         (Some(token), None) if !renewal_only => Credential::BootstrapToken(token),
@@ -230,40 +248,4 @@ fn refuse(
         "Refused an enrollment request"
     );
     text(status, message)
-}
-
-async fn simpleenroll(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    addr: Option<Extension<ClientAddr>>,
-    cert: Option<Extension<ClientCertificate>>,
-    body: Bytes,
-) -> Response {
-    enroll(
-        state,
-        false,
-        headers,
-        addr.map(|e| e.0),
-        cert.map(|e| e.0),
-        body,
-    )
-    .await
-}
-
-async fn simplereenroll(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    addr: Option<Extension<ClientAddr>>,
-    cert: Option<Extension<ClientCertificate>>,
-    body: Bytes,
-) -> Response {
-    enroll(
-        state,
-        true,
-        headers,
-        addr.map(|e| e.0),
-        cert.map(|e| e.0),
-        body,
-    )
-    .await
 }

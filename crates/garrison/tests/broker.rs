@@ -26,7 +26,17 @@ struct Mqtt<'a> {
     dir: &'a Path,
 }
 
-impl Mqtt<'_> {
+impl<'a> Mqtt<'a> {
+    fn new(server: &Server, ca: &'a Path, dir: &'a Path) -> Mqtt<'a> {
+        let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
+        Mqtt {
+            host: host.into(),
+            port: port.into(),
+            ca,
+            dir,
+        }
+    }
+
     fn args(&self, device: &str, client_id: &str) -> Vec<String> {
         let mut args = vec![
             "-h".into(),
@@ -133,13 +143,7 @@ fn devices_speak_only_as_themselves_and_revocation_is_live() {
     let server = start_with_env(h, &[("GARRISON_BROKER__HANDSHAKE_TIMEOUT", "1s")]);
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
-    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
-    let mqtt = Mqtt {
-        host: host.into(),
-        port: port.into(),
-        ca: &ca,
-        dir: h,
-    };
+    let mqtt = Mqtt::new(&server, &ca, h);
     let token = bootstrap_token(&est);
     let dev1 = enroll(&est, &token, "dev-1");
     enroll(&est, &token, "dev-2");
@@ -221,22 +225,7 @@ fn devices_speak_only_as_themselves_and_revocation_is_live() {
     assert_ne!(rc, 0, "a certificate from a foreign CA");
 
     // A claim certificate may enroll but never connect.
-    let (status, claim) = est.api(
-        "POST",
-        "/api/v1/enrollment/claims",
-        Some(json!({"name": "factory-a", "max_uses": 3})),
-    );
-    assert_eq!(status, 201, "{claim}");
-    std::fs::write(
-        h.join("claim.pem"),
-        claim["certificate_pem"].as_str().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        h.join("claim.key"),
-        claim["private_key_pem"].as_str().unwrap(),
-    )
-    .unwrap();
+    est.claim("factory-a", 3);
     let (rc, err) = mqtt.publish("claim", "claim:factory-a", "garrison/v1/d/x/telemetry", &[]);
     assert_ne!(rc, 0, "claim certificate connected: {err}");
 
@@ -428,13 +417,7 @@ fn expired_certificates_are_refused() {
     let server = start_with_env(h, &[("GARRISON_ENROLLMENT__DEVICE_CERT_VALIDITY", "2s")]);
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
-    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
-    let mqtt = Mqtt {
-        host: host.into(),
-        port: port.into(),
-        ca: &ca,
-        dir: h,
-    };
+    let mqtt = Mqtt::new(&server, &ca, h);
     let token = bootstrap_token(&est);
     enroll(&est, &token, "old-1");
     assert_eq!(

@@ -179,29 +179,7 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     assert_eq!(status, 200, "{text}");
 
     // A claim certificate enrolls a new device, within its allowance.
-    let (status, claim) = est.api(
-        "POST",
-        "/api/v1/enrollment/claims",
-        Some(json!({"name": "factory-a", "max_uses": 1})),
-    );
-    assert_eq!(status, 201, "{claim}");
-    std::fs::write(
-        h.join("claim.pem"),
-        claim["certificate_pem"].as_str().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        h.join("claim.key"),
-        claim["private_key_pem"].as_str().unwrap(),
-    )
-    .unwrap();
-    let claim_args = [
-        "--cert",
-        h.join("claim.pem").to_str().unwrap(),
-        "--key",
-        h.join("claim.key").to_str().unwrap(),
-    ]
-    .map(str::to_owned);
+    let claim_args = est.claim("factory-a", 1);
     let claim_args: Vec<&str> = claim_args.iter().map(String::as_str).collect();
     let plug = est.csr("plug1", "plug-1");
     let (status, text) = est.enroll("simpleenroll", &plug, &claim_args);

@@ -299,3 +299,26 @@ pub fn est_for<'a>(server: &Server, home: &'a Path, ca: &'a Path) -> Est<'a> {
         token,
     }
 }
+
+impl Est<'_> {
+    /// Creates a claim certificate through the API and writes it as `claim.pem` / `claim.key`
+    /// in the test directory; returns curl's `--cert/--key` arguments for it.
+    pub fn claim(&self, name: &str, uses: u32) -> Vec<String> {
+        let (status, claim) = self.api(
+            "POST",
+            "/api/v1/enrollment/claims",
+            Some(json!({"name": name, "max_uses": uses})),
+        );
+        assert_eq!(status, 201, "{claim}");
+        let cert = self.dir.join("claim.pem");
+        let key = self.dir.join("claim.key");
+        std::fs::write(&cert, claim["certificate_pem"].as_str().unwrap()).unwrap();
+        std::fs::write(&key, claim["private_key_pem"].as_str().unwrap()).unwrap();
+        vec![
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ]
+    }
+}
