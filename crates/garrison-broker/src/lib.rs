@@ -22,6 +22,7 @@
 
 mod counters;
 pub mod hooks;
+mod lab;
 mod limits;
 
 use std::{net::SocketAddr, num::NonZeroU16, path::PathBuf, time::Duration};
@@ -40,6 +41,7 @@ use rmqtt::{
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use counters::DeviceCounters;
+pub use lab::{LabBroker, LabSettings};
 pub use limits::AbuseLimits;
 pub use rmqtt::codec::types::QoS;
 

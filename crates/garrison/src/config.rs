@@ -116,6 +116,36 @@ pub struct BrokerConfig {
     pub handshake_timeout: Duration,
     /// Most sessions at once.
     pub max_sessions: usize,
+    /// `[broker.lab]`
+    pub lab: LabConfig,
+}
+
+/// `[broker.lab]`: the plain-TCP lab listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Plain-TCP listen address.
+    pub listen: String,
+    /// Allow a non-loopback address.
+    pub danger_allow_non_loopback: bool,
+    /// Username clients must present (empty: anonymous).
+    pub username: String,
+    /// Password clients must present.
+    pub password: String,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            enabled: false,
+            listen: "127.0.0.1:1883".into(),
+            danger_allow_non_loopback: false,
+            username: String::new(),
+            password: String::new(),
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -128,6 +158,7 @@ impl Default for BrokerConfig {
             max_inflight: 32,
             handshake_timeout: Duration::from_secs(5),
             max_sessions: 100_000,
+            lab: LabConfig::default(),
         }
     }
 }
@@ -298,6 +329,15 @@ impl Config {
                 self.broker.listen
             )
         })?;
+        let lab_listen: SocketAddr = self.broker.lab.listen.parse().with_context(|| {
+            format!(
+                "invalid value {:?} for key broker.lab.listen: expected IP:PORT such as \"127.0.0.1:1883\"",
+                self.broker.lab.listen
+            )
+        })?;
+        if self.broker.lab.username.is_empty() != self.broker.lab.password.is_empty() {
+            bail!("keys broker.lab.username and broker.lab.password must be set together");
+        }
         if self.broker.max_inflight == 0 || self.broker.max_queued_messages == 0 {
             bail!("keys broker.max_inflight and broker.max_queued_messages must be at least 1");
         }
@@ -370,6 +410,7 @@ impl Config {
             tls_files,
             broker_listen,
             key_algorithm,
+            lab_listen,
         })
     }
 }
@@ -396,6 +437,8 @@ pub struct Settings {
     pub broker_listen: SocketAddr,
     /// Key type for a CA created now.
     pub key_algorithm: garrison_pki::KeyAlgorithm,
+    /// Lab listener address.
+    pub lab_listen: SocketAddr,
 }
 
 #[cfg(test)]

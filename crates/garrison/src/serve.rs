@@ -85,6 +85,22 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let lab = if config.broker.lab.enabled {
+        let lab = &config.broker.lab;
+        Some(
+            garrison_broker::LabBroker::start(garrison_broker::LabSettings {
+                listen: settings.lab_listen,
+                danger_allow_non_loopback: lab.danger_allow_non_loopback,
+                credentials: (!lab.username.is_empty())
+                    .then(|| (lab.username.clone(), lab.password.clone())),
+                max_packet_size: config.broker.max_packet_size,
+            })
+            .await
+            .context("cannot start the lab MQTT listener (broker.lab)")?,
+        )
+    } else {
+        None
+    };
     let crl_refresher = tokio::spawn(refresh_crl_periodically(
         identity.clone(),
         config.enrollment.crl_validity / 2,
@@ -148,6 +164,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             broker.local_addr()
         );
     }
+    if let Some(lab) = &lab {
+        println!(
+            "  lab:   mqtt://{} (plain TCP lab listener; isolated from devices)",
+            lab.local_addr()
+        );
+    }
     println!(
         "  next:  garrison login --server https://{local} --ca-cert {}",
         ca_file.display()
@@ -166,6 +188,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     crl_refresher.abort();
     if let Some(broker) = &broker {
         broker.shutdown().await;
+    }
+    if let Some(lab) = &lab {
+        lab.shutdown();
     }
     store.close().await;
     tracing::info!("Garrison stopped; storage flushed");

@@ -30,6 +30,8 @@ pub struct Server {
     pub password: Option<String>,
     /// `host:port` of the MQTT broker, when it runs.
     pub mqtt: Option<String>,
+    /// `host:port` of the lab listener, when it runs.
+    pub lab: Option<String>,
 }
 
 impl Drop for Server {
@@ -64,6 +66,7 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut password = None;
     let mut addr = None;
     let mut mqtt = None;
+    let mut lab = None;
     loop {
         let line = lines
             .next()
@@ -78,6 +81,9 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         if let Some(rest) = line.split("mqtts://").nth(1) {
             mqtt = rest.split_whitespace().next().map(str::to_owned);
         }
+        if let Some(rest) = line.split("mqtt://").nth(1) {
+            lab = rest.split_whitespace().next().map(str::to_owned);
+        }
         // The start-up banner ends with the "next:" hint.
         if line.contains("next:") {
             std::thread::spawn(move || for _ in lines {});
@@ -86,6 +92,7 @@ pub fn start_with(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
                 addr: addr.expect("serve printed no listening address"),
                 password,
                 mqtt,
+                lab,
             };
         }
     }
