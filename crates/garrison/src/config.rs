@@ -116,6 +116,12 @@ pub struct BrokerConfig {
     pub handshake_timeout: Duration,
     /// Most sessions at once.
     pub max_sessions: usize,
+    /// Messages per second each device may publish (0: unlimited).
+    pub max_messages_per_second: u32,
+    /// Payload bytes per second each device may publish (0: unlimited).
+    pub max_bytes_per_second: u64,
+    /// Connection attempts per source address per minute (0: unlimited).
+    pub max_connects_per_minute_per_source: u32,
     /// `[broker.lab]`
     pub lab: LabConfig,
 }
@@ -158,6 +164,9 @@ impl Default for BrokerConfig {
             max_inflight: 32,
             handshake_timeout: Duration::from_secs(5),
             max_sessions: 100_000,
+            max_messages_per_second: 100,
+            max_bytes_per_second: 512 * 1024,
+            max_connects_per_minute_per_source: 600,
             lab: LabConfig::default(),
         }
     }

@@ -224,6 +224,11 @@ async fn start_broker(
     broker_settings.max_inflight = config.broker.max_inflight;
     broker_settings.handshake_timeout = config.broker.handshake_timeout;
     broker_settings.max_sessions = config.broker.max_sessions;
+    broker_settings.limits = garrison_broker::AbuseLimits {
+        messages_per_second: config.broker.max_messages_per_second,
+        bytes_per_second: config.broker.max_bytes_per_second,
+        connects_per_minute_per_source: config.broker.max_connects_per_minute_per_source,
+    };
     let (intake, mut messages) = tokio::sync::mpsc::channel::<garrison_broker::DeviceMessage>(
         broker_settings.intake_capacity,
     );

@@ -429,3 +429,59 @@ fn expired_certificates_are_refused() {
     let (rc, err) = mqtt.publish("old-1", "old-1", "garrison/v1/d/old-1/telemetry", &[]);
     assert_ne!(rc, 0, "an expired certificate connected: {err}");
 }
+
+#[test]
+fn abuse_limits_slow_publishers_and_refuse_connect_floods() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start_with_env(
+        h,
+        &[
+            ("GARRISON_BROKER__MAX_MESSAGES_PER_SECOND", "5"),
+            ("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "4"),
+        ],
+    );
+    let ca = h.join("garrison-data/ca.pem");
+    let est = est_for(&server, h, &ca);
+    let mqtt = Mqtt::new(&server, &ca, h);
+    let token = bootstrap_token(&est);
+    enroll(&est, &token, "fast-1");
+
+    // 20 messages at 5/s: the first second's worth goes at once, the rest waits — all are
+    // acknowledged and counted, none dropped.
+    let started = Instant::now();
+    let mut child = Command::new("mosquitto_pub")
+        .args(mqtt.args("fast-1", "fast-1"))
+        .args(["-t", "garrison/v1/d/fast-1/telemetry", "-q", "1", "-l"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..20 {
+            writeln!(stdin, "{{\"schema\":1,\"n\":{i}}}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took >= Duration::from_millis(2500),
+        "not slowed down: {took:?}"
+    );
+    assert_eq!(session(&est, "fast-1")["messages_in"], 20);
+
+    // Connection attempts from one address beyond the limit are refused at CONNECT.
+    // (One attempt was used above.)
+    for _ in 0..3 {
+        let (rc, err) = mqtt.publish("fast-1", "fast-1", "garrison/v1/d/fast-1/events", &[]);
+        assert_eq!(rc, 0, "{err}");
+    }
+    let (rc, err) = mqtt.publish("fast-1", "fast-1", "garrison/v1/d/fast-1/events", &[]);
+    assert_eq!(rc, 5, "the fifth attempt in a minute is refused: {err}");
+}
