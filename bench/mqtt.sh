@@ -59,7 +59,7 @@ free_port() {
   local p
   while :; do p=$((20000 + RANDOM % 30000)); port_free "$p" && { echo "$p"; return; }; done
 }
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" | tee -a "$results" >&2; }
 
 # ---- Garrison -------------------------------------------------------------------------------
 KEY=$(openssl rand -base64 32)
@@ -200,7 +200,7 @@ idle_run() { # broker
 
 for r in $(seq 1 "$RUNS"); do
   order=(garrison mosquitto)
-  [ $((r % 2)) = 0 ] && order=(mosquitto garrison)
+  if [ $((r % 2)) = 0 ]; then order=(mosquitto garrison); fi
   for b in "${order[@]}"; do
     log "run $r/$RUNS: $b"
     if [ "$b" = garrison ]; then garrison_start; else mosquitto_start; fi
@@ -210,7 +210,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 for r in $(seq 1 "$RUNS"); do
   order=(garrison mosquitto)
-  [ $((r % 2)) = 0 ] && order=(mosquitto garrison)
+  if [ $((r % 2)) = 0 ]; then order=(mosquitto garrison); fi
   for b in "${order[@]}"; do log "idle run $r/$RUNS: $b ($IDLE connections)"; idle_run "$b"; done
 done
 
