@@ -99,7 +99,7 @@ pub struct ApiState {
 struct Inner {
     store: Arc<dyn Store>,
     identity: IdentityService,
-    broker: OnceLock<Arc<garrison_broker::Broker>>,
+    broker: OnceLock<Arc<dyn garrison_broker::DeviceBroker>>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -143,11 +143,11 @@ impl ApiState {
     }
 
     /// Attaches the running MQTT broker, for session state and server-to-device messages.
-    pub fn attach_broker(&self, broker: Arc<garrison_broker::Broker>) {
+    pub fn attach_broker(&self, broker: Arc<dyn garrison_broker::DeviceBroker>) {
         let _ = self.inner.broker.set(broker);
     }
 
-    pub(crate) fn broker(&self) -> Option<&garrison_broker::Broker> {
+    pub(crate) fn broker(&self) -> Option<&dyn garrison_broker::DeviceBroker> {
         self.inner.broker.get().map(Arc::as_ref)
     }
 

@@ -233,18 +233,64 @@ impl Broker {
         self.local_addr
     }
 
-    /// What the broker has counted for a device since start.
-    pub fn device_counters(&self, device: &DeviceId) -> Option<DeviceCounters> {
-        self.hooks.counters().get(device.as_str())
+    /// Stops accepting connections and closes every session.
+    pub async fn shutdown(&self) {
+        self.watcher.abort();
+        self.server.abort();
+        let ids: Vec<String> = {
+            let shared = self.scx.extends.shared().await;
+            shared
+                .iter()
+                .map(|e| e.id().client_id.to_string())
+                .collect()
+        };
+        for id in ids {
+            kick(&self.scx, &id).await;
+        }
+        tracing::info!("MQTT broker stopped");
     }
+}
 
-    /// Publishes `payload` on a server-to-device channel (`cmd`, `update`) of `device`.
-    pub async fn send_to_device(
+/// What the rest of Garrison needs from whichever broker carries device traffic — the embedded
+/// [`Broker`] today, an external broker (Mosquitto, EMQX) later — so the API and response
+/// actions never depend on which.
+#[async_trait::async_trait]
+pub trait DeviceBroker: Send + Sync {
+    /// Whether `device` has a live connection now.
+    async fn is_connected(&self, device: &DeviceId) -> bool;
+
+    /// What the broker has counted for a device since it started.
+    fn device_counters(&self, device: &DeviceId) -> Option<DeviceCounters>;
+
+    /// Publishes `payload` at QoS 1 on a server-to-device channel (`cmd`, `update`).
+    async fn send_to_device(
         &self,
         device: &DeviceId,
         channel: &str,
         payload: Bytes,
-        qos: QoS,
+    ) -> Result<(), BrokerError>;
+
+    /// Closes the session of `device`, if it has one. Returns whether one existed.
+    async fn disconnect(&self, device: &DeviceId) -> bool;
+}
+
+#[async_trait::async_trait]
+impl DeviceBroker for Broker {
+    async fn is_connected(&self, device: &DeviceId) -> bool {
+        let id = Id::from(self.scx.node.id(), ClientId::from(device.as_str()));
+        let entry = { self.scx.extends.shared().await.entry(id) };
+        entry.is_connected().await
+    }
+
+    fn device_counters(&self, device: &DeviceId) -> Option<DeviceCounters> {
+        self.hooks.counters().get(device.as_str())
+    }
+
+    async fn send_to_device(
+        &self,
+        device: &DeviceId,
+        channel: &str,
+        payload: Bytes,
     ) -> Result<(), BrokerError> {
         if !garrison_core::device::SERVER_TO_DEVICE.contains(&channel) {
             return Err(BrokerError::NotServerChannel(channel.to_owned()));
@@ -261,7 +307,7 @@ impl Broker {
         let publish = CodecPublish {
             dup: false,
             retain: false,
-            qos,
+            qos: QoS::AtLeastOnce,
             topic: topic.clone().into(),
             packet_id: None,
             payload,
@@ -277,33 +323,8 @@ impl Broker {
             })
     }
 
-    /// Whether `device` has a live connection now.
-    pub async fn is_connected(&self, device: &DeviceId) -> bool {
-        let id = Id::from(self.scx.node.id(), ClientId::from(device.as_str()));
-        let entry = { self.scx.extends.shared().await.entry(id) };
-        entry.is_connected().await
-    }
-
-    /// Closes the session of `device`, if it has one. Returns whether one existed.
-    pub async fn disconnect(&self, device: &DeviceId) -> bool {
+    async fn disconnect(&self, device: &DeviceId) -> bool {
         kick(&self.scx, device.as_str()).await
-    }
-
-    /// Stops accepting connections and closes every session.
-    pub async fn shutdown(&self) {
-        self.watcher.abort();
-        self.server.abort();
-        let ids: Vec<String> = {
-            let shared = self.scx.extends.shared().await;
-            shared
-                .iter()
-                .map(|e| e.id().client_id.to_string())
-                .collect()
-        };
-        for id in ids {
-            kick(&self.scx, &id).await;
-        }
-        tracing::info!("MQTT broker stopped");
     }
 }
 

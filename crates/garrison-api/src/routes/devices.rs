@@ -164,15 +164,7 @@ pub(crate) async fn rotate(
             "current_serial": device.current_serial,
         });
         let payload = serde_json::to_vec(&command).map_err(ApiError::internal)?;
-        if let Err(e) = broker
-            .send_to_device(
-                &id,
-                "cmd",
-                payload.into(),
-                garrison_broker::QoS::AtLeastOnce,
-            )
-            .await
-        {
+        if let Err(e) = broker.send_to_device(&id, "cmd", payload.into()).await {
             // The request stands; the device also learns of it when it next renews.
             tracing::warn!(device = %id, error = %e, "Could not send the rotation command");
         }
@@ -321,7 +313,7 @@ pub(crate) async fn revoke(
     Ok(Json(cert.into()))
 }
 
-fn broker(state: &ApiState) -> ApiResult<&garrison_broker::Broker> {
+fn broker(state: &ApiState) -> ApiResult<&dyn garrison_broker::DeviceBroker> {
     state.broker().ok_or_else(|| {
         ApiError::unavailable("the MQTT broker is not running on this server (broker.enabled)")
     })
@@ -402,12 +394,7 @@ pub(crate) async fn send_message(
     .source(caller.source_text());
     state.store().audit_append(audit).await?;
     broker
-        .send_to_device(
-            &id,
-            &body.channel,
-            payload.into(),
-            garrison_broker::QoS::AtLeastOnce,
-        )
+        .send_to_device(&id, &body.channel, payload.into())
         .await
         .map_err(ApiError::internal)?;
     Ok(axum::http::StatusCode::ACCEPTED)
