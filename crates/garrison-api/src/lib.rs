@@ -244,6 +244,10 @@ pub fn app(state: ApiState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(Extension(extract::BodyLimit(limit)))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            middleware::read_whole_body,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings().request_timeout,

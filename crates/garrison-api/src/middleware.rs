@@ -1,5 +1,5 @@
-//! Layers applied to every request: authentication for protected routes, HTTP metrics, and JSON
-//! answers for unknown routes and methods.
+//! Layers applied to every request: whole-body reading, authentication for protected routes,
+//! HTTP metrics, and JSON answers for unknown routes and methods.
 
 use std::time::Instant;
 
@@ -11,6 +11,22 @@ use axum::{
 };
 
 use crate::{ApiState, auth::ClientAddr, error::ApiError};
+
+/// Reads the whole request body (up to the limit) before any handler runs. A handler that
+/// answers without reading a body (a `POST` with `{}` to an action route) would otherwise make
+/// HTTP/2 reset the stream while the client is still sending, which some clients (curl)
+/// report as a failed request although the action happened.
+pub(crate) async fn read_whole_body(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Err(_) => ApiError::payload_too_large(limit).into_response(),
+    }
+}
 
 /// Authenticates the bearer token and puts the [`Caller`](crate::Caller) into the request's
 /// extensions; 401 otherwise. Applied to the whole protected router, so a route added there is

@@ -140,7 +140,13 @@ fn serial_of(pem: &Path) -> String {
 fn devices_speak_only_as_themselves_and_revocation_is_live() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let server = start_with_env(h, &[("GARRISON_BROKER__HANDSHAKE_TIMEOUT", "1s")]);
+    let server = start_with_env(
+        h,
+        &[
+            ("GARRISON_BROKER__HANDSHAKE_TIMEOUT", "1s"),
+            ("GARRISON_BROKER__MAX_PACKET_SIZE", "4096"),
+        ],
+    );
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
     let mqtt = Mqtt::new(&server, &ca, h);

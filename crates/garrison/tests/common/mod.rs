@@ -169,10 +169,12 @@ impl Est<'_> {
         let (body, code) = out
             .rsplit_once('\n')
             .unwrap_or_else(|| panic!("{out}{err}"));
-        (
-            code.trim().parse().unwrap(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
+        let code: u16 = code.trim().parse().unwrap();
+        if code == 0 {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            panic!("curl got no HTTP response for {method} {path}: {err}\nserver log:\n{log}");
+        }
+        (code, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     /// A fresh P-256 key and a base64 DER CSR for `cn`, made by `openssl req`.
