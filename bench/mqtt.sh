@@ -181,6 +181,7 @@ idle_run() { # broker
   before=$(rss_kb "$pid")
   port=$M_PORT
   [ "$b" = garrison ] && port=$G_MQTT_PORT
+  rm -f "$work/idle.json"
   "$LG" idle --port "$port" --ca "$CA" --certs "$CERTS" --json --connections "$IDLE" \
     --concurrency 64 >"$work/idle.json" &
   lpid=$!
