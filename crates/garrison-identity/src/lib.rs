@@ -30,14 +30,14 @@ use garrison_pki::{
     pkcs7_certs_only,
 };
 use garrison_store::{
-    Store, StoreError,
+    Backend, Store, StoreError,
     identity::{
-        BootstrapToken, Certificate, Claim, Device, EnrollmentGrant, NewBootstrapToken,
-        NewCertificate, RequestStatus, SubmittedRequest,
+        BootstrapToken, Certificate, Claim, Device, EnrollmentGrant, IssueRequest, Issued,
+        NewBootstrapToken, NewCertificate, RequestStatus, SubmittedRequest,
     },
 };
 use time::OffsetDateTime;
-use tokio::sync::{RwLock, broadcast};
+use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 
 pub use directory::Directory;
 pub use tokens::{BootstrapSecret, parse_bootstrap_token};
@@ -133,6 +133,9 @@ pub enum EnrollError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Pki(#[from] PkiError),
+    /// A batch of issuances could not be stored.
+    #[error("storage error: {0}")]
+    Storage(String),
     /// The approval queue is full; try again later.
     #[error("the approval queue is full ({0} pending requests); try again later")]
     QueueFull(i64),
@@ -205,6 +208,42 @@ struct Inner {
     directory: Directory,
     crl: RwLock<Arc<SignedCrl>>,
     events: broadcast::Sender<IdentityEvent>,
+    issuer: mpsc::Sender<PendingIssue>,
+}
+
+type PendingIssue = (IssueRequest, oneshot::Sender<Result<Issued, EnrollError>>);
+
+/// Most issuances committed together.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: takes every issuance waiting when the previous transaction finishes and
+/// records them in one transaction (one fsync) — under load, batches grow by themselves; alone,
+/// an issuance is committed at once.
+async fn write_issuances(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingIssue>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        metrics::histogram!("garrison_issuance_batch_size").record(requests.len() as f64);
+        match store.certificate_record_issue_batch(requests).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(EnrollError::from));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Recording a batch of issued certificates failed");
+                for reply in replies {
+                    let _ = reply.send(Err(EnrollError::Storage(e.to_string())));
+                }
+            }
+        }
+    }
 }
 
 fn to_offset(ms: UnixMillis) -> OffsetDateTime {
@@ -235,8 +274,11 @@ impl IdentityService {
         );
         let crl = sign_crl(&ca, &revoked, settings.crl_validity)?;
         let (events, _) = broadcast::channel(1024);
+        let (issuer, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_issuances(store.clone(), queue));
         Ok(IdentityService {
             inner: Arc::new(Inner {
+                issuer,
                 store,
                 ca,
                 settings,
@@ -330,13 +372,11 @@ impl IdentityService {
         )
         .source(request.source);
         let recorded = self
-            .inner
-            .store
-            .certificate_record_issue(
-                &tenant,
-                &device,
+            .record(IssueRequest {
+                tenant: tenant.clone(),
+                device: device.clone(),
                 grant,
-                NewCertificate {
+                cert: NewCertificate {
                     serial: issued.serial.clone(),
                     kind: CertificateKind::Device,
                     subject: device.to_string(),
@@ -346,7 +386,7 @@ impl IdentityService {
                     not_after: to_ms(issued.not_after),
                 },
                 audit,
-            )
+            })
             .await?;
         let certificate = recorded.certificate;
         if let Some(old) = recorded.superseded {
@@ -359,6 +399,35 @@ impl IdentityService {
             certificate,
             der: issued.der.to_vec(),
         })
+    }
+
+    /// Records an issuance. On SQLite (one writer, one fsync per commit) it goes to the
+    /// group-commit writer; PostgreSQL already batches the WAL flushes of concurrent
+    /// transactions, and one long transaction updating the same token row many times would
+    /// only bloat that row, so there each issuance commits on its own.
+    async fn record(&self, request: IssueRequest) -> Result<Issued, EnrollError> {
+        if self.inner.store.backend() != Backend::Sqlite {
+            return Ok(self
+                .inner
+                .store
+                .certificate_record_issue(
+                    &request.tenant,
+                    &request.device,
+                    request.grant,
+                    request.cert,
+                    request.audit,
+                )
+                .await?);
+        }
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .issuer
+            .send((request, reply))
+            .await
+            .map_err(|_| EnrollError::Storage("the issuance writer has stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| EnrollError::Storage("the issuance writer has stopped".into()))?
     }
 
     async fn check_bootstrap_token(

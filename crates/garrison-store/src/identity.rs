@@ -46,6 +46,21 @@ pub struct Issued {
     pub superseded: Option<String>,
 }
 
+/// One issuance to record (see [`IdentityStore::certificate_record_issue_batch`]).
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The device.
+    pub device: DeviceId,
+    /// What allowed it.
+    pub grant: EnrollmentGrant,
+    /// The signed certificate.
+    pub cert: NewCertificate,
+    /// Its audit record.
+    pub audit: AuditRecord,
+}
+
 /// A certificate Garrison issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
@@ -316,6 +331,13 @@ pub trait IdentityStore: Send + Sync {
         cert: NewCertificate,
         audit: AuditRecord,
     ) -> StoreResult<Issued>;
+
+    /// Records several issuances in **one** transaction (one fsync), each in its own savepoint
+    /// so a refused grant affects only its own item. Group commit for concurrent enrollments.
+    async fn certificate_record_issue_batch(
+        &self,
+        batch: Vec<IssueRequest>,
+    ) -> StoreResult<Vec<StoreResult<Issued>>>;
 
     /// Asks a device for a new key: its next renewal supersedes its current certificate.
     async fn device_request_rotation(

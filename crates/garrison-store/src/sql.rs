@@ -121,7 +121,7 @@ macro_rules! impl_store {
             /// Appends `record` to the audit chain inside `tx`. The write transaction is
             /// serialised (see `begin_write`), so reading the head and appending cannot race.
             async fn append_audit(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 record: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<garrison_core::audit::AuditEntry> {
                 let head: Option<(i64, Vec<u8>)> =
@@ -163,7 +163,7 @@ macro_rules! impl_store {
             }
 
             async fn operator_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 username: &garrison_core::Username,
             ) -> $crate::StoreResult<$crate::Operator> {
@@ -184,7 +184,7 @@ macro_rules! impl_store {
             }
 
             async fn token_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 id: &str,
             ) -> $crate::StoreResult<$crate::TokenInfo> {

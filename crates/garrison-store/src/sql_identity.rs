@@ -207,7 +207,7 @@ macro_rules! impl_identity_store {
     ($store:ty, $db:ty) => {
         impl $store {
             async fn device_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 id: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::Device>> {
@@ -223,7 +223,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn cert_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 serial: &str,
             ) -> $crate::StoreResult<$crate::identity::Certificate> {
@@ -244,7 +244,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn request_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 device: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::EnrollmentRequest>> {
@@ -260,7 +260,7 @@ macro_rules! impl_identity_store {
             }
 
             async fn consume_grant(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 tenant: &garrison_core::TenantId,
                 device: &garrison_core::DeviceId,
                 grant: &$crate::identity::EnrollmentGrant,
@@ -349,6 +349,79 @@ macro_rules! impl_identity_store {
                         }
                     }))
                 }
+            }
+
+            async fn issue_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                tenant: &garrison_core::TenantId,
+                device: &garrison_core::DeviceId,
+                grant: $crate::identity::EnrollmentGrant,
+                cert: $crate::identity::NewCertificate,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<$crate::identity::Issued> {
+                let now = garrison_core::now_ms();
+                Self::consume_grant(tx, tenant, device, &grant, &cert.serial, now).await?;
+                // A renewal that answers a rotation request retires the certificate it renewed.
+                let mut superseded = None;
+                if let $crate::identity::EnrollmentGrant::Renewal { serial } = &grant {
+                    let rotating = Self::device_in(tx, tenant, device)
+                        .await?
+                        .is_some_and(|d| d.rotation_requested_at.is_some());
+                    if rotating {
+                        sqlx::query(
+                            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+                             WHERE tenant = $3 AND serial = $4 AND revoked_at IS NULL",
+                        )
+                        .bind(now)
+                        .bind(garrison_core::device::RevocationReason::Superseded.as_str())
+                        .bind(tenant.as_str())
+                        .bind(serial)
+                        .execute(&mut **tx)
+                        .await?;
+                        superseded = Some(serial.clone());
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO devices (tenant, id, quarantined, enrolled_via, current_serial, \
+                     created_at, updated_at) VALUES ($1, $2, FALSE, $3, $4, $5, $5) \
+                     ON CONFLICT (tenant, id) DO UPDATE SET \
+                     current_serial = excluded.current_serial, updated_at = excluded.updated_at, \
+                     rotation_requested_at = NULL",
+                )
+                .bind(tenant.as_str())
+                .bind(device.as_str())
+                .bind(grant.method().as_str())
+                .bind(&cert.serial)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO certificates (serial, tenant, kind, subject, fingerprint, pem, \
+                     not_before, not_after, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&cert.serial)
+                .bind(tenant.as_str())
+                .bind(cert.kind.as_str())
+                .bind(&cert.subject)
+                .bind(&cert.fingerprint)
+                .bind(&cert.pem)
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| {
+                    $crate::error::conflict_or(e, || format!("certificate {}", cert.serial))
+                })?;
+                let stored = Self::cert_in(tx, tenant, &cert.serial).await?;
+                let mut after = $crate::sql_identity::cert_audit_json(&stored);
+                after["enrolled_via"] = serde_json::json!(grant.method().as_str());
+                after["superseded"] = serde_json::json!(superseded);
+                Self::append_audit(tx, audit.after(after)).await?;
+                Ok($crate::identity::Issued {
+                    certificate: stored,
+                    superseded,
+                })
             }
         }
 
@@ -453,70 +526,42 @@ macro_rules! impl_identity_store {
                 audit: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<$crate::identity::Issued> {
                 let mut tx = self.begin_write().await?;
-                let now = garrison_core::now_ms();
-                Self::consume_grant(&mut tx, tenant, device, &grant, &cert.serial, now).await?;
-                // A renewal that answers a rotation request retires the certificate it renewed.
-                let mut superseded = None;
-                if let $crate::identity::EnrollmentGrant::Renewal { serial } = &grant {
-                    let rotating = Self::device_in(&mut tx, tenant, device)
-                        .await?
-                        .is_some_and(|d| d.rotation_requested_at.is_some());
-                    if rotating {
-                        sqlx::query(
-                            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
-                             WHERE tenant = $3 AND serial = $4 AND revoked_at IS NULL",
-                        )
-                        .bind(now)
-                        .bind(garrison_core::device::RevocationReason::Superseded.as_str())
-                        .bind(tenant.as_str())
-                        .bind(serial)
-                        .execute(&mut *tx)
-                        .await?;
-                        superseded = Some(serial.clone());
+                let issued = Self::issue_in(&mut tx, tenant, device, grant, cert, audit).await?;
+                tx.commit().await?;
+                Ok(issued)
+            }
+
+            async fn certificate_record_issue_batch(
+                &self,
+                batch: Vec<$crate::identity::IssueRequest>,
+            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::identity::Issued>>> {
+                let mut tx = self.begin_write().await?;
+                let mut results = Vec::with_capacity(batch.len());
+                for item in batch {
+                    // Each issuance in its own savepoint: a refused grant undoes only itself.
+                    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                    match Self::issue_in(
+                        &mut savepoint,
+                        &item.tenant,
+                        &item.device,
+                        item.grant,
+                        item.cert,
+                        item.audit,
+                    )
+                    .await
+                    {
+                        Ok(issued) => {
+                            savepoint.commit().await?;
+                            results.push(Ok(issued));
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            results.push(Err(e));
+                        }
                     }
                 }
-                sqlx::query(
-                    "INSERT INTO devices (tenant, id, quarantined, enrolled_via, current_serial, \
-                     created_at, updated_at) VALUES ($1, $2, FALSE, $3, $4, $5, $5) \
-                     ON CONFLICT (tenant, id) DO UPDATE SET \
-                     current_serial = excluded.current_serial, updated_at = excluded.updated_at, \
-                     rotation_requested_at = NULL",
-                )
-                .bind(tenant.as_str())
-                .bind(device.as_str())
-                .bind(grant.method().as_str())
-                .bind(&cert.serial)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO certificates (serial, tenant, kind, subject, fingerprint, pem, \
-                     not_before, not_after, issued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&cert.serial)
-                .bind(tenant.as_str())
-                .bind(cert.kind.as_str())
-                .bind(&cert.subject)
-                .bind(&cert.fingerprint)
-                .bind(&cert.pem)
-                .bind(cert.not_before)
-                .bind(cert.not_after)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    $crate::error::conflict_or(e, || format!("certificate {}", cert.serial))
-                })?;
-                let stored = Self::cert_in(&mut tx, tenant, &cert.serial).await?;
-                let mut after = $crate::sql_identity::cert_audit_json(&stored);
-                after["enrolled_via"] = serde_json::json!(grant.method().as_str());
-                after["superseded"] = serde_json::json!(superseded);
-                Self::append_audit(&mut tx, audit.after(after)).await?;
                 tx.commit().await?;
-                Ok($crate::identity::Issued {
-                    certificate: stored,
-                    superseded,
-                })
+                Ok(results)
             }
 
             async fn device_request_rotation(

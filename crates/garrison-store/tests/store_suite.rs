@@ -904,3 +904,53 @@ async fn claims_quarantine_and_lookup(store: Arc<dyn Store>, _t: Tamper) {
     assert_eq!(listed.items.len(), 1);
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
 }
+
+both!(a_batch_of_issuances_commits_together_and_refuses_item_by_item);
+async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
+    store: Arc<dyn Store>,
+    _t: Tamper,
+) {
+    use garrison_store::identity::{EnrollmentGrant, IssueRequest, NewBootstrapToken};
+    let far = now_ms() + 86_400_000;
+    store
+        .bootstrap_token_create(
+            NewBootstrapToken {
+                id: "tb".into(),
+                tenant: tenant(),
+                device_pattern: "*".into(),
+                secret_hash: "h".into(),
+                max_uses: 2,
+                expires_at: far,
+                created_by: Username::new("alice").unwrap(),
+            },
+            rec("bootstrap_token.create", "tb"),
+        )
+        .await
+        .unwrap();
+    let item = |d: &str, serial: &str| IssueRequest {
+        tenant: tenant(),
+        device: dev(d),
+        grant: EnrollmentGrant::Token { id: "tb".into() },
+        cert: identity_fixtures::cert(serial, d, far),
+        audit: rec("certificate.issue", d),
+    };
+    let before = store.audit_verify().await.unwrap().verified;
+    let results = store
+        .certificate_record_issue_batch(vec![
+            item("b-1", "b1"),
+            item("b-1", "b2"), // a second identity for b-1: refused
+            item("b-2", "b3"),
+            item("b-3", "b4"), // the token is used up by now: refused
+        ])
+        .await
+        .unwrap();
+    let outcome: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(outcome, [true, false, true, false], "{results:?}");
+    assert!(matches!(results[1], Err(StoreError::Refused { .. })));
+    assert!(store.certificate_get(&tenant(), "b2").await.unwrap().is_none());
+    assert!(store.certificate_get(&tenant(), "b4").await.unwrap().is_none());
+    assert!(store.certificate_get(&tenant(), "b3").await.unwrap().is_some());
+    let verification = store.audit_verify().await.unwrap();
+    assert!(verification.first_break.is_none());
+    assert_eq!(verification.verified, before + 2, "one audit entry per issued certificate");
+}
