@@ -947,10 +947,32 @@ async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
     let outcome: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(outcome, [true, false, true, false], "{results:?}");
     assert!(matches!(results[1], Err(StoreError::Refused { .. })));
-    assert!(store.certificate_get(&tenant(), "b2").await.unwrap().is_none());
-    assert!(store.certificate_get(&tenant(), "b4").await.unwrap().is_none());
-    assert!(store.certificate_get(&tenant(), "b3").await.unwrap().is_some());
+    assert!(
+        store
+            .certificate_get(&tenant(), "b2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .certificate_get(&tenant(), "b4")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .certificate_get(&tenant(), "b3")
+            .await
+            .unwrap()
+            .is_some()
+    );
     let verification = store.audit_verify().await.unwrap();
     assert!(verification.first_break.is_none());
-    assert_eq!(verification.verified, before + 2, "one audit entry per issued certificate");
+    assert_eq!(
+        verification.verified,
+        before + 2,
+        "one audit entry per issued certificate"
+    );
 }
