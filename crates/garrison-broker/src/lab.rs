@@ -179,6 +179,8 @@ impl LabBroker {
             .max_packet_size(settings.max_packet_size)
             .max_inflight(NonZeroU16::new(32).unwrap_or(NonZeroU16::MIN))
             .max_mqueue_len(10_000)
+            // rmqtt's default of 0 announces "no topic aliases" in CONNACK.
+            .max_topic_aliases(32)
             .handshake_timeout(Duration::from_secs(5))
             .bind()
             .map_err(|e| listen_error(e.to_string()))?;

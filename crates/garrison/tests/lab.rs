@@ -97,6 +97,70 @@ fn lab_listener_is_a_general_broker_isolated_from_devices() {
     );
     assert_eq!(output(sub).trim(), "two");
 
+    // Topic aliases (MQTT 5): after the first message only the alias is sent.
+    let sub = subscriber(
+        &lab,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "lab/alias",
+            "-q",
+            "1",
+            "-C",
+            "3",
+            "-W",
+            "5",
+        ],
+    );
+    settle();
+    let mut aliased = Command::new("mosquitto_pub")
+        .args(lab_args(&lab))
+        .args(["-V", "mqttv5", "-t", "lab/alias", "-q", "1", "-l"])
+        .args(["-D", "publish", "topic-alias", "3"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = aliased.stdin.take().unwrap();
+        stdin.write_all(b"a1\na2\na3\n").unwrap();
+    }
+    assert!(aliased.wait().unwrap().success());
+    assert_eq!(
+        output(sub).split_whitespace().collect::<Vec<_>>(),
+        ["a1", "a2", "a3"]
+    );
+
+    // Flow control (MQTT 5): a subscriber with receive-maximum 1 still gets every message.
+    let sub = subscriber(
+        &lab,
+        &[
+            "-V",
+            "mqttv5",
+            "-t",
+            "lab/flow",
+            "-q",
+            "1",
+            "-C",
+            "5",
+            "-W",
+            "5",
+            "-D",
+            "connect",
+            "receive-maximum",
+            "1",
+        ],
+    );
+    settle();
+    for i in 0..5 {
+        assert_eq!(
+            publish(&lab, &["-t", "lab/flow", "-m", &format!("f{i}"), "-q", "1"]).0,
+            0
+        );
+    }
+    assert_eq!(output(sub).split_whitespace().count(), 5);
+
     // Will: a client that vanishes without DISCONNECT has its will published.
     let watcher = subscriber(&lab, &["-t", "lab/will", "-C", "1", "-W", "10"]);
     let mut doomed = subscriber(
