@@ -420,18 +420,20 @@ fn mqtt_clone<'a>(m: &Mqtt<'a>) -> Mqtt<'a> {
 fn expired_certificates_are_refused() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let server = start_with_env(h, &[("GARRISON_ENROLLMENT__DEVICE_CERT_VALIDITY", "2s")]);
+    // Short enough to wait out, long enough for a loaded CI machine to use it once first.
+    let server = start_with_env(h, &[("GARRISON_ENROLLMENT__DEVICE_CERT_VALIDITY", "6s")]);
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
     let mqtt = Mqtt::new(&server, &ca, h);
     let token = bootstrap_token(&est);
+    let issued = Instant::now();
     enroll(&est, &token, "old-1");
     assert_eq!(
         mqtt.publish("old-1", "old-1", "garrison/v1/d/old-1/telemetry", &[])
             .0,
         0
     );
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep((issued + Duration::from_secs(7)).saturating_duration_since(Instant::now()));
     let (rc, err) = mqtt.publish("old-1", "old-1", "garrison/v1/d/old-1/telemetry", &[]);
     assert_ne!(rc, 0, "an expired certificate connected: {err}");
 }
