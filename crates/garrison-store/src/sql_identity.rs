@@ -266,6 +266,7 @@ macro_rules! impl_identity_store {
                 grant: &$crate::identity::EnrollmentGrant,
                 new_serial: &str,
                 now: i64,
+                deferred_tokens: Option<&std::collections::HashMap<String, i64>>,
             ) -> $crate::StoreResult<()> {
                 use $crate::identity::EnrollmentGrant as G;
                 let refused = |reason: &str| $crate::StoreError::Refused {
@@ -291,6 +292,24 @@ macro_rules! impl_identity_store {
                     }
                 }
                 let affected = match grant {
+                    // In a batch, uses are counted in memory and written once per token at the
+                    // end (writers are serialised, so nothing else can spend them meanwhile).
+                    G::Token { id } if deferred_tokens.is_some() => {
+                        let pending = deferred_tokens
+                            .and_then(|m| m.get(id).copied())
+                            .unwrap_or(0);
+                        let usable: Option<i64> = sqlx::query_scalar(
+                            "SELECT uses FROM bootstrap_tokens WHERE id = $1 AND tenant = $2 \
+                             AND revoked_at IS NULL AND expires_at > $3 AND uses + $4 < max_uses",
+                        )
+                        .bind(id)
+                        .bind(tenant.as_str())
+                        .bind(now)
+                        .bind(pending)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        u64::from(usable.is_some())
+                    }
                     G::Token { id } => sqlx::query(
                         "UPDATE bootstrap_tokens SET uses = uses + 1 WHERE id = $1 AND tenant = $2 \
                          AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses",
@@ -358,9 +377,11 @@ macro_rules! impl_identity_store {
                 grant: $crate::identity::EnrollmentGrant,
                 cert: $crate::identity::NewCertificate,
                 audit: garrison_core::audit::AuditRecord,
+                deferred_tokens: Option<&std::collections::HashMap<String, i64>>,
             ) -> $crate::StoreResult<$crate::identity::Issued> {
                 let now = garrison_core::now_ms();
-                Self::consume_grant(tx, tenant, device, &grant, &cert.serial, now).await?;
+                Self::consume_grant(tx, tenant, device, &grant, &cert.serial, now, deferred_tokens)
+                    .await?;
                 // A renewal that answers a rotation request retires the certificate it renewed.
                 let mut superseded = None;
                 if let $crate::identity::EnrollmentGrant::Renewal { serial } = &grant {
@@ -526,7 +547,8 @@ macro_rules! impl_identity_store {
                 audit: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<$crate::identity::Issued> {
                 let mut tx = self.begin_write().await?;
-                let issued = Self::issue_in(&mut tx, tenant, device, grant, cert, audit).await?;
+                let issued =
+                    Self::issue_in(&mut tx, tenant, device, grant, cert, audit, None).await?;
                 tx.commit().await?;
                 Ok(issued)
             }
@@ -537,7 +559,15 @@ macro_rules! impl_identity_store {
             ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::identity::Issued>>> {
                 let mut tx = self.begin_write().await?;
                 let mut results = Vec::with_capacity(batch.len());
+                // Token uses spent in this batch, written once per token below: updating one
+                // token row per issuance would leave hundreds of row versions on PostgreSQL.
+                let mut spent: std::collections::HashMap<String, i64> =
+                    std::collections::HashMap::new();
                 for item in batch {
+                    let token = match &item.grant {
+                        $crate::identity::EnrollmentGrant::Token { id } => Some(id.clone()),
+                        _ => None,
+                    };
                     // Each issuance in its own savepoint: a refused grant undoes only itself.
                     let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
                     match Self::issue_in(
@@ -547,11 +577,15 @@ macro_rules! impl_identity_store {
                         item.grant,
                         item.cert,
                         item.audit,
+                        Some(&spent),
                     )
                     .await
                     {
                         Ok(issued) => {
                             savepoint.commit().await?;
+                            if let Some(id) = token {
+                                *spent.entry(id).or_default() += 1;
+                            }
                             results.push(Ok(issued));
                         }
                         Err(e) => {
@@ -559,6 +593,13 @@ macro_rules! impl_identity_store {
                             results.push(Err(e));
                         }
                     }
+                }
+                for (id, uses) in &spent {
+                    sqlx::query("UPDATE bootstrap_tokens SET uses = uses + $1 WHERE id = $2")
+                        .bind(uses)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(results)

@@ -947,6 +947,8 @@ async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
     let outcome: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(outcome, [true, false, true, false], "{results:?}");
     assert!(matches!(results[1], Err(StoreError::Refused { .. })));
+    let (token, _) = store.bootstrap_token_auth("tb").await.unwrap().unwrap();
+    assert_eq!(token.uses, 2, "the batch spent exactly the uses it issued");
     assert!(
         store
             .certificate_get(&tenant(), "b2")
