@@ -10,7 +10,7 @@ use crate::{client, config, devices, local, serve};
 /// Garrison: a self-hosted IoT security server.
 ///
 /// Start with `garrison serve` (embedded defaults: SQLite in ./garrison-data, HTTPS on
-/// 127.0.0.1:8443, its own CA). It prints the admin password once on first start. Then
+/// 127.0.0.1:8443, MQTT over mutual TLS on 127.0.0.1:8883, its own CA). It prints the admin password once on first start. Then
 /// `garrison login` and manage operators, tokens, devices, certificates and enrollment from here.
 #[derive(Debug, Parser)]
 #[command(
@@ -26,7 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: HTTPS API with its own CA, on embedded defaults.
+    /// Run the server: HTTPS API and EST, the MQTT broker (mutual TLS), its own CA, on
+    /// embedded defaults.
     Serve(ServerArgs),
     /// Show or check configuration.
     #[command(subcommand)]
