@@ -206,8 +206,9 @@ pub(crate) fn request_audit_json(r: &EnrollmentRequest) -> serde_json::Value {
 macro_rules! impl_identity_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            async fn device_in(
-                tx: &mut sqlx::Transaction<'_, $db>,
+            /// One device, through a transaction or the pool.
+            async fn fetch_device<'e, E: sqlx::Executor<'e, Database = $db>>(
+                executor: E,
                 tenant: &garrison_core::TenantId,
                 id: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::Device>> {
@@ -217,9 +218,34 @@ macro_rules! impl_identity_store {
                 )))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(executor)
                 .await?;
                 row.map($crate::sql_identity::device_from_row).transpose()
+            }
+
+            async fn device_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                tenant: &garrison_core::TenantId,
+                id: &garrison_core::DeviceId,
+            ) -> $crate::StoreResult<Option<$crate::identity::Device>> {
+                Self::fetch_device(&mut **tx, tenant, id).await
+            }
+
+            /// One certificate of a tenant, through a transaction or the pool.
+            async fn fetch_cert<'e, E: sqlx::Executor<'e, Database = $db>>(
+                executor: E,
+                tenant: &garrison_core::TenantId,
+                serial: &str,
+            ) -> $crate::StoreResult<Option<$crate::identity::Certificate>> {
+                let row: Option<$crate::sql_identity::CertRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM certificates WHERE tenant = $1 AND serial = $2",
+                    $crate::sql_identity::CERT_COLUMNS
+                )))
+                .bind(tenant.as_str())
+                .bind(serial)
+                .fetch_optional(executor)
+                .await?;
+                row.map($crate::sql_identity::cert_from_row).transpose()
             }
 
             async fn cert_in(
@@ -227,24 +253,16 @@ macro_rules! impl_identity_store {
                 tenant: &garrison_core::TenantId,
                 serial: &str,
             ) -> $crate::StoreResult<$crate::identity::Certificate> {
-                let row: Option<$crate::sql_identity::CertRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM certificates WHERE tenant = $1 AND serial = $2",
-                    $crate::sql_identity::CERT_COLUMNS
-                )))
-                .bind(tenant.as_str())
-                .bind(serial)
-                .fetch_optional(&mut **tx)
-                .await?;
-                match row {
-                    Some(row) => $crate::sql_identity::cert_from_row(row),
-                    None => Err($crate::StoreError::NotFound {
+                Self::fetch_cert(&mut **tx, tenant, serial)
+                    .await?
+                    .ok_or_else(|| $crate::StoreError::NotFound {
                         what: format!("certificate {serial:?}"),
-                    }),
-                }
+                    })
             }
 
-            async fn request_in(
-                tx: &mut sqlx::Transaction<'_, $db>,
+            /// A device's enrollment request, through a transaction or the pool.
+            async fn fetch_request<'e, E: sqlx::Executor<'e, Database = $db>>(
+                executor: E,
                 tenant: &garrison_core::TenantId,
                 device: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::EnrollmentRequest>> {
@@ -254,9 +272,17 @@ macro_rules! impl_identity_store {
                 )))
                 .bind(tenant.as_str())
                 .bind(device.as_str())
-                .fetch_optional(&mut **tx)
+                .fetch_optional(executor)
                 .await?;
                 row.map($crate::sql_identity::request_from_row).transpose()
+            }
+
+            async fn request_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                tenant: &garrison_core::TenantId,
+                device: &garrison_core::DeviceId,
+            ) -> $crate::StoreResult<Option<$crate::identity::EnrollmentRequest>> {
+                Self::fetch_request(&mut **tx, tenant, device).await
             }
 
             async fn consume_grant(
@@ -453,15 +479,7 @@ macro_rules! impl_identity_store {
                 tenant: &garrison_core::TenantId,
                 id: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::Device>> {
-                let row: Option<$crate::sql_identity::DeviceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM devices WHERE tenant = $1 AND id = $2",
-                    $crate::sql_identity::DEVICE_COLUMNS
-                )))
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map($crate::sql_identity::device_from_row).transpose()
+                Self::fetch_device(&self.pool, tenant, id).await
             }
 
             async fn devices_list(
@@ -646,15 +664,7 @@ macro_rules! impl_identity_store {
                 tenant: &garrison_core::TenantId,
                 serial: &str,
             ) -> $crate::StoreResult<Option<$crate::identity::Certificate>> {
-                let row: Option<$crate::sql_identity::CertRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM certificates WHERE tenant = $1 AND serial = $2",
-                    $crate::sql_identity::CERT_COLUMNS
-                )))
-                .bind(tenant.as_str())
-                .bind(serial)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map($crate::sql_identity::cert_from_row).transpose()
+                Self::fetch_cert(&self.pool, tenant, serial).await
             }
 
             async fn certificate_by_serial(
@@ -1006,15 +1016,7 @@ macro_rules! impl_identity_store {
                 tenant: &garrison_core::TenantId,
                 device: &garrison_core::DeviceId,
             ) -> $crate::StoreResult<Option<$crate::identity::EnrollmentRequest>> {
-                let row: Option<$crate::sql_identity::RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM enrollment_requests WHERE tenant = $1 AND device_id = $2",
-                    $crate::sql_identity::REQUEST_COLUMNS
-                )))
-                .bind(tenant.as_str())
-                .bind(device.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map($crate::sql_identity::request_from_row).transpose()
+                Self::fetch_request(&self.pool, tenant, device).await
             }
 
             async fn enrollment_requests_list(
