@@ -161,6 +161,17 @@ impl Caller {
         self.source.map(|ip| ip.to_string())
     }
 
+    /// An audit record of `action` on `target` by this caller, from its address.
+    pub fn audit(&self, action: &str, target: &str) -> garrison_core::audit::AuditRecord {
+        garrison_core::audit::AuditRecord::new(&self.tenant, self.actor(), action, target)
+            .source(self.source_text())
+    }
+
+    /// The operator's name, for records that name their author.
+    pub fn name(&self) -> &str {
+        self.username.as_str()
+    }
+
     /// The caller as the identity service records it.
     pub fn requester(&self) -> garrison_identity::Requester {
         garrison_identity::Requester {

@@ -172,7 +172,15 @@ async fn enroll(state: ApiState, renewal_only: bool, request: Request) -> Respon
         source: source.clone(),
     };
     match state.identity().enroll(request).await {
-        Ok(EnrollOutcome::Issued { der, .. }) => {
+        Ok(EnrollOutcome::Issued { der, certificate }) => {
+            // The fleet index learns of the device now, not at its first message, so it is
+            // listed (and searchable) from the moment it has an identity.
+            if let Ok(inventory) = state.inventory()
+                && let Ok(device) = garrison_core::DeviceId::new(certificate.subject.clone())
+                && let Ok(Some(d)) = state.store().device_get(&certificate.tenant, &device).await
+            {
+                inventory.index().upsert_device(&d);
+            }
             let p7 = garrison_pki::pkcs7_certs_only(&[der.into()]);
             let mut response = base64_body("application/pkcs7-mime; smime-type=certs-only", &p7);
             *response.status_mut() = StatusCode::OK;

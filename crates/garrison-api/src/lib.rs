@@ -100,6 +100,10 @@ struct Inner {
     store: Arc<dyn Store>,
     identity: IdentityService,
     broker: OnceLock<Arc<dyn garrison_broker::DeviceBroker>>,
+    inventory: OnceLock<(
+        garrison_inventory::InventoryService,
+        garrison_posture::PostureService,
+    )>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -129,6 +133,7 @@ impl ApiState {
                 store,
                 identity,
                 broker: OnceLock::new(),
+                inventory: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -149,6 +154,32 @@ impl ApiState {
 
     pub(crate) fn broker(&self) -> Option<&dyn garrison_broker::DeviceBroker> {
         self.inner.broker.get().map(Arc::as_ref)
+    }
+
+    /// Attaches the inventory and the posture audit, for the inventory, group and finding
+    /// routes.
+    pub fn attach_inventory(
+        &self,
+        inventory: garrison_inventory::InventoryService,
+        posture: garrison_posture::PostureService,
+    ) {
+        let _ = self.inner.inventory.set((inventory, posture));
+    }
+
+    pub(crate) fn inventory(&self) -> ApiResult<&garrison_inventory::InventoryService> {
+        self.inner
+            .inventory
+            .get()
+            .map(|(i, _)| i)
+            .ok_or_else(|| ApiError::unavailable("the inventory is not running on this server"))
+    }
+
+    pub(crate) fn posture(&self) -> ApiResult<&garrison_posture::PostureService> {
+        self.inner
+            .inventory
+            .get()
+            .map(|(_, p)| p)
+            .ok_or_else(|| ApiError::unavailable("the posture audit is not running on this server"))
     }
 
     pub(crate) fn identity(&self) -> &IdentityService {
@@ -196,7 +227,9 @@ pub fn metrics_handle() -> PrometheusHandle {
         (name = "operators", description = "Operator accounts"),
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "The tamper-evident audit log"),
-        (name = "devices", description = "Devices and their quarantine profile"),
+        (name = "devices", description = "Devices: inventory, search, tags, quarantine"),
+        (name = "groups", description = "Device groups: static, or dynamic by query"),
+        (name = "posture", description = "Posture audit: checks, runs, findings, firmware policies"),
         (name = "certificates", description = "Certificates Garrison issued: inspect, revoke, expiry"),
         (name = "enrollment", description = "Bootstrap tokens, claim certificates and the approval queue"),
         (name = "system", description = "Health, readiness, metrics, server information"),

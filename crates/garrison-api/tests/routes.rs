@@ -95,6 +95,21 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         ServerFacts::default(),
     );
     state.attach_broker(Arc::new(broker));
+    let index = Arc::new(garrison_inventory::FleetIndex::new(TenantId::default()));
+    index.reload(store.as_ref()).await.unwrap();
+    state.attach_inventory(
+        garrison_inventory::InventoryService::new(store.clone(), index.clone()),
+        garrison_posture::PostureService::new(
+            store.clone(),
+            index,
+            garrison_posture::PostureSettings {
+                tenant: TenantId::default(),
+                policy: garrison_posture::evaluate::Policy::default(),
+                interval: std::time::Duration::ZERO,
+                holder: "test".into(),
+            },
+        ),
+    );
     Fixture {
         app: garrison_api::app(state),
         store,
@@ -203,6 +218,8 @@ fn routes() -> Vec<(String, String, Option<Permission>)> {
 fn concrete(path: &str, token_id: &str) -> String {
     path.replace("{username}", "victim")
         .replace("{serial}", "4f00aa")
+        .replace("{name}", "lab")
+        .replace("{model}", "cam-x")
         .replace("{id}", token_id)
 }
 
@@ -220,6 +237,19 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
         ("post", "/api/v1/enrollment/preauthorized") => Some(json!({ "device_id": "cam-7" })),
         ("post", "/api/v1/devices/{id}/messages") => {
             Some(json!({ "channel": "cmd", "payload": { "schema": 1 } }))
+        }
+        ("post", "/api/v1/groups") => Some(json!({
+            "name": format!("group-{}", role.as_str()),
+            "query": "model = cam-x",
+            "impact": "high",
+            "allowed_services": ["tcp/443"],
+        })),
+        ("put", "/api/v1/groups/{name}") => Some(json!({ "description": "matrix" })),
+        ("post", "/api/v1/groups/{name}/members") => Some(json!({ "add": [] })),
+        ("patch", "/api/v1/devices/{id}/tags") => Some(json!({ "set": { "site": "berlin" } })),
+        ("post", "/api/v1/findings/{id}/suppress") => Some(json!({ "reason": "matrix" })),
+        ("put", "/api/v1/posture/firmware-policies/{model}") => {
+            Some(json!({ "minimum_version": "2.1" }))
         }
         ("post", "/api/v1/auth/password") => {
             Some(json!({ "current_password": PASSWORD, "new_password": PASSWORD }))

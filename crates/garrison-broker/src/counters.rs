@@ -1,5 +1,5 @@
 //! Per-device counters the broker keeps for monitoring (messages and bytes in, authorization
-//! failures, connects, disconnects, the last source address).
+//! failures, connects, disconnects, session takeovers, the last source address).
 //!
 //! rmqtt keeps no per-client message counts, so the hooks count here. Entries exist only for
 //! identities that reached the authentication hook, i.e. that hold a certificate from
@@ -23,8 +23,30 @@ pub struct DeviceCounters {
     pub connects: u64,
     /// Disconnects, clean or not.
     pub disconnects: u64,
+    /// Connections that replaced a live session of this device.
+    pub takeovers: u64,
     /// Address of the most recent connection attempt.
     pub last_address: Option<String>,
+    /// Distinct addresses of recent connection attempts, most recent last (at most
+    /// [`RECENT_ADDRESSES`]).
+    pub recent_addresses: Vec<String>,
+}
+
+/// How many distinct recent source addresses are kept per device.
+pub const RECENT_ADDRESSES: usize = 8;
+
+impl DeviceCounters {
+    /// Records a connection attempt from `address`.
+    pub(crate) fn saw_address(&mut self, address: Option<String>) {
+        if let Some(a) = &address {
+            self.recent_addresses.retain(|r| r != a);
+            self.recent_addresses.push(a.clone());
+            if self.recent_addresses.len() > RECENT_ADDRESSES {
+                self.recent_addresses.remove(0);
+            }
+        }
+        self.last_address = address;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +56,15 @@ impl CounterMap {
     pub(crate) fn update(&self, device: &str, f: impl FnOnce(&mut DeviceCounters)) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         f(map.entry(device.to_owned()).or_default());
+    }
+
+    pub(crate) fn all(&self) -> Vec<(String, DeviceCounters)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(d, c)| (d.clone(), c.clone()))
+            .collect()
     }
 
     pub(crate) fn get(&self, device: &str) -> Option<DeviceCounters> {

@@ -19,7 +19,7 @@ use rmqtt::{
 };
 use tokio::sync::mpsc;
 
-use crate::{DeviceMessage, counters::CounterMap, limits::Limiter};
+use crate::{DeviceMessage, SessionEvent, counters::CounterMap, limits::Limiter};
 
 const MQTT_V5: u8 = 5;
 
@@ -32,6 +32,8 @@ pub struct GarrisonHooks {
     limiter: Arc<Limiter>,
     /// Device id → serial of the certificate its current session authenticated with.
     connected: Arc<Mutex<HashMap<String, String>>>,
+    /// Connects, disconnects and refusals, for the inventory (presence, unmanaged devices).
+    events: Option<mpsc::Sender<SessionEvent>>,
 }
 
 impl GarrisonHooks {
@@ -39,6 +41,7 @@ impl GarrisonHooks {
         identity: IdentityService,
         intake: mpsc::Sender<DeviceMessage>,
         limiter: Limiter,
+        events: Option<mpsc::Sender<SessionEvent>>,
     ) -> Self {
         GarrisonHooks {
             identity,
@@ -46,6 +49,17 @@ impl GarrisonHooks {
             counters: Arc::default(),
             limiter: Arc::new(limiter),
             connected: Arc::default(),
+            events,
+        }
+    }
+
+    /// Hands a session event on without ever waiting: presence is not acknowledged data, and
+    /// a connect must not stall behind a slow consumer. What does not fit is counted.
+    fn emit(&self, event: SessionEvent) {
+        if let Some(tx) = &self.events
+            && tx.try_send(event).is_err()
+        {
+            metrics::counter!("garrison_broker_session_events_dropped_total").increment(1);
         }
     }
 
@@ -73,14 +87,28 @@ impl GarrisonHooks {
     fn refuse_connect(
         &self,
         who: &str,
+        common_name: Option<&str>,
         source: Option<String>,
         reason: &'static str,
     ) -> AuthResult {
         metrics::counter!("garrison_broker_connect_refused_total", "reason" => reason).increment(1);
-        tracing::warn!(client = who, source, reason, "Refused an MQTT connection");
+        tracing::warn!(
+            client = who,
+            common_name,
+            source,
+            reason,
+            "Refused an MQTT connection"
+        );
+        self.emit(SessionEvent::Refused {
+            client_id: who.chars().take(128).collect(),
+            common_name: common_name.map(|c| c.chars().take(128).collect()),
+            address: source.clone(),
+            reason,
+            at: garrison_core::now_ms(),
+        });
         self.counters.update(who, |c| {
             c.authorization_failures += 1;
-            c.last_address = source;
+            c.saw_address(source);
         });
         AuthResult::NotAuthorized
     }
@@ -95,18 +123,29 @@ impl GarrisonHooks {
         if let Some(ip) = source_ip
             && !self.limiter.admit_connect(ip)
         {
-            return self.refuse_connect(client_id, source, "too_many_connection_attempts");
+            return self.refuse_connect(client_id, None, source, "too_many_connection_attempts");
         }
         let Some(cert) = ci.cert() else {
-            return self.refuse_connect(client_id, source, "no_certificate");
+            return self.refuse_connect(client_id, None, source, "no_certificate");
         };
         let cn = cert.common_name.as_deref().unwrap_or_default();
         if DeviceId::new(cn).is_err() {
             // Claim certificates (CN=claim:…) land here: they may enroll, never connect.
-            return self.refuse_connect(client_id, source, "not_a_device_certificate");
+            return self.refuse_connect(client_id, Some(cn), source, "not_a_device_certificate");
         }
         if client_id != cn {
-            return self.refuse_connect(client_id, source, "client_id_differs_from_certificate");
+            return self.refuse_connect(
+                client_id,
+                Some(cn),
+                source,
+                "client_id_differs_from_certificate",
+            );
+        }
+        // A will is a publish the broker makes on the device's behalf after it is gone:
+        // rmqtt sends it without the publish ACL, past the intake and the quarantine check.
+        // The device contract has no use for one, so a device may not leave one.
+        if ci.last_will().is_some() {
+            return self.refuse_connect(client_id, Some(cn), source, "last_will_not_allowed");
         }
         // rmqtt prints serials as lowercase hex without leading zeros; Garrison's serials have
         // a non-zero first byte, so the two forms agree.
@@ -117,15 +156,26 @@ impl GarrisonHooks {
             .trim_start_matches('0')
             .to_ascii_lowercase();
         if self.identity.directory().is_revoked(&serial) {
-            return self.refuse_connect(client_id, source, "certificate_revoked");
+            return self.refuse_connect(client_id, Some(cn), source, "certificate_revoked");
         }
         self.connected
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(cn.to_owned(), serial);
-        self.counters.update(cn, |c| c.last_address = source);
+        self.counters.update(cn, |c| c.saw_address(source));
         // Never superuser: superusers bypass the ACL hooks.
         AuthResult::Allow(false, None)
+    }
+}
+
+/// Whether a session ended because a CONNECT with its client id took it over. rmqtt marks
+/// that as a non-admin kick, which the session can only receive while it is live (in its event
+/// loop); Garrison's own kicks (revocation, the API, shutdown) are admin kicks.
+fn taken_over(reason: &Reason) -> bool {
+    match reason {
+        Reason::ConnectKicked(is_admin) => !is_admin,
+        Reason::Reasons(reasons) => reasons.iter().any(taken_over),
+        _ => false,
     }
 }
 
@@ -231,12 +281,41 @@ impl Handler for GarrisonHooks {
                 metrics::counter!("garrison_broker_connects_total").increment(1);
                 self.counters
                     .update(&session.id.client_id, |c| c.connects += 1);
+                if let Ok(device) = DeviceId::new(&*session.id.client_id) {
+                    self.emit(SessionEvent::Connected {
+                        device,
+                        address: session.id.remote_addr.map(|a| a.ip().to_string()),
+                        at: garrison_core::now_ms(),
+                    });
+                }
                 (true, acc)
             }
-            Parameter::ClientDisconnected(session, _) => {
+            Parameter::ClientDisconnected(session, reason) => {
+                let device: &str = &session.id.client_id;
                 metrics::counter!("garrison_broker_disconnects_total").increment(1);
-                self.counters
-                    .update(&session.id.client_id, |c| c.disconnects += 1);
+                let replaced = taken_over(reason);
+                if replaced {
+                    // Two holders of one certificate, or a device reconnecting before the
+                    // broker noticed its old connection die; the posture audit tells them apart.
+                    metrics::counter!("garrison_broker_session_takeovers_total").increment(1);
+                    tracing::info!(
+                        device,
+                        address = ?session.id.remote_addr,
+                        "A new connection of this device took over its live session"
+                    );
+                }
+                self.counters.update(device, |c| {
+                    c.disconnects += 1;
+                    c.takeovers += u64::from(replaced);
+                });
+                // A taken-over session's end is not the device going offline: its new
+                // connection is already up.
+                if !replaced && let Ok(device) = DeviceId::new(device) {
+                    self.emit(SessionEvent::Disconnected {
+                        device,
+                        at: garrison_core::now_ms(),
+                    });
+                }
                 (true, acc)
             }
             _ => (true, acc),

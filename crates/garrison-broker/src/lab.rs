@@ -191,6 +191,8 @@ impl LabBroker {
             .busy_check_enable(false)
             .build()
             .await;
+        // Same takeover-instead-of-refusal as the device broker; see `takeover`.
+        crate::takeover::install(&scx, Duration::from_secs(5)).await;
         *scx.extends.retain_mut().await = Box::new(RetainedMessages(DefaultRetainStorage::new()));
         *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
         let register = scx.extends.hook_mgr().register();

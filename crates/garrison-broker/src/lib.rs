@@ -24,8 +24,9 @@ mod counters;
 pub mod hooks;
 mod lab;
 mod limits;
+mod takeover;
 
-use std::{net::SocketAddr, num::NonZeroU16, path::PathBuf, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, num::NonZeroU16, path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 use garrison_core::{DeviceId, device::device_topic};
@@ -40,7 +41,7 @@ use rmqtt::{
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use counters::DeviceCounters;
+pub use counters::{DeviceCounters, RECENT_ADDRESSES};
 pub use lab::{LabBroker, LabSettings};
 pub use limits::AbuseLimits;
 pub use rmqtt::codec::types::QoS;
@@ -73,6 +74,9 @@ pub struct BrokerSettings {
     pub intake_capacity: usize,
     /// Per-device rates and per-source connection attempts.
     pub limits: AbuseLimits,
+    /// Where connects, disconnects and refused connections are reported (the inventory's
+    /// presence and unmanaged-device views); `None`: nowhere.
+    pub session_events: Option<mpsc::Sender<SessionEvent>>,
 }
 
 impl BrokerSettings {
@@ -96,6 +100,7 @@ impl BrokerSettings {
             max_keepalive: 600,
             intake_capacity: 10_000,
             limits: AbuseLimits::NONE,
+            session_events: None,
         }
     }
 }
@@ -123,6 +128,51 @@ pub enum BrokerError {
     /// The channel is not one the server sends on.
     #[error("{0:?} is not a server-to-device channel (cmd, update)")]
     NotServerChannel(String),
+}
+
+/// A change in who is connected, as the broker saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A device's session started.
+    Connected {
+        /// The device.
+        device: DeviceId,
+        /// Its source address.
+        address: Option<String>,
+        /// When, Unix ms.
+        at: i64,
+    },
+    /// A device's session ended (not counting sessions taken over by a newer connection).
+    Disconnected {
+        /// The device.
+        device: DeviceId,
+        /// When, Unix ms.
+        at: i64,
+    },
+    /// A connection was refused at authentication.
+    Refused {
+        /// The client id presented.
+        client_id: String,
+        /// The certificate's CN, if it had one.
+        common_name: Option<String>,
+        /// Source address.
+        address: Option<String>,
+        /// Why (`client_id_differs_from_certificate`, …).
+        reason: &'static str,
+        /// When, Unix ms.
+        at: i64,
+    },
+}
+
+/// What the broker knows about one device's connections, for the posture audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConnection {
+    /// The device.
+    pub device: String,
+    /// Serial of the certificate of its live session, if connected now.
+    pub connected_serial: Option<String>,
+    /// Its counters.
+    pub counters: DeviceCounters,
 }
 
 /// A message a device published that passed the ACL, on its way to the intake.
@@ -193,10 +243,14 @@ impl Broker {
             .busy_check_enable(false)
             .build()
             .await;
+        // A reconnect with a client id still connected, connecting or disconnecting takes the
+        // session over instead of being refused; see `takeover`.
+        takeover::install(&scx, settings.handshake_timeout).await;
         let hooks = hooks::GarrisonHooks::new(
             identity.clone(),
             intake,
             limits::Limiter::new(settings.limits),
+            settings.session_events.clone(),
         );
         let register = scx.extends.hook_mgr().register();
         for hook in [
@@ -272,6 +326,9 @@ pub trait DeviceBroker: Send + Sync {
 
     /// Closes the session of `device`, if it has one. Returns whether one existed.
     async fn disconnect(&self, device: &DeviceId) -> bool;
+
+    /// Every device the broker has counted, with its live session's serial.
+    async fn connections(&self) -> Vec<DeviceConnection>;
 }
 
 #[async_trait::async_trait]
@@ -325,6 +382,27 @@ impl DeviceBroker for Broker {
 
     async fn disconnect(&self, device: &DeviceId) -> bool {
         kick(&self.scx, device.as_str()).await
+    }
+
+    async fn connections(&self) -> Vec<DeviceConnection> {
+        let serials: HashMap<String, String> =
+            self.hooks.connected_sessions().into_iter().collect();
+        let mut out = Vec::new();
+        for (device, counters) in self.hooks.counters().all() {
+            let Ok(id) = DeviceId::new(device.clone()) else {
+                continue;
+            };
+            let connected_serial = match serials.get(&device) {
+                Some(serial) if self.is_connected(&id).await => Some(serial.clone()),
+                _ => None,
+            };
+            out.push(DeviceConnection {
+                device,
+                connected_serial,
+                counters,
+            });
+        }
+        out
     }
 }
 

@@ -6,6 +6,8 @@
 //! Runs for `OVERLOAD_SECS` seconds (default 60, as the identity issue asks).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -16,39 +18,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use garrison_broker::{Broker, BrokerSettings, DeviceMessage};
-use garrison_identity::{IdentityService, IdentitySettings};
-use garrison_pki::{CertificateAuthority, DeviceCsr};
-use garrison_store::{SqliteStore, Store};
-use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use tokio::sync::mpsc;
+use support::{Device, TestBroker};
 
 const DEVICES: usize = 4;
-
-struct Device {
-    id: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn device(ca: &CertificateAuthority, id: &str) -> Device {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, id);
-    let csr = params.serialize_request(&key).unwrap();
-    let issued = ca
-        .issue_device(
-            &DeviceCsr::parse(csr.der()).unwrap(),
-            time::Duration::days(1),
-        )
-        .unwrap();
-    Device {
-        id: id.into(),
-        cert_pem: issued.pem,
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// Publishes seq 0, 1, 2, … until `until`, then waits for the outstanding PUBACKs.
 /// Returns (published, acknowledged).
@@ -99,54 +72,18 @@ async fn publisher(addr: SocketAddr, ca_pem: String, d: Device, until: Instant) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_reaches_the_intake_under_overload() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let seconds: u64 = std::env::var("OVERLOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("g.db").display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let generated = CertificateAuthority::generate("Overload").unwrap();
-    let ca = Arc::new(
-        CertificateAuthority::load(
-            &generated.root_cert_pem,
-            &generated.issuing_cert_pem,
-            &generated.issuing_key_pem,
-        )
-        .unwrap(),
-    );
-    let identity = IdentityService::start(store, ca.clone(), IdentitySettings::default())
-        .await
-        .unwrap();
-
-    let server = ca
-        .issue_server(&["127.0.0.1".into()], time::Duration::days(1))
-        .unwrap();
-    let files = |name: &str, content: String| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        path
-    };
-    let mut settings = BrokerSettings::new(
-        "127.0.0.1:0".parse().unwrap(),
-        files(
-            "server.pem",
-            format!("{}{}", server.cert_pem, ca.issuing_pem()),
-        ),
-        files("server.key", server.key_pem.clone()),
-        files(
-            "clients.pem",
-            format!("{}{}", ca.issuing_pem(), ca.root_pem()),
-        ),
-    );
     // A small intake queue, so the slow consumer below really pushes back.
-    settings.intake_capacity = 256;
-    let (intake, mut messages) = mpsc::channel::<DeviceMessage>(settings.intake_capacity);
-    let broker = Broker::start(settings, identity, intake).await.unwrap();
+    let t = TestBroker::start("Overload", |settings| settings.intake_capacity = 256).await;
+    let TestBroker {
+        broker,
+        ca,
+        mut messages,
+        ..
+    } = t;
     let addr = broker.local_addr();
 
     // The intake: records every sequence number per device, and stalls now and then.
@@ -172,7 +109,7 @@ async fn every_acknowledged_message_reaches_the_intake_under_overload() {
     let root_pem = ca.root_pem().to_owned();
     let mut tasks = Vec::new();
     for i in 0..DEVICES {
-        let d = device(&ca, &format!("load-{i}"));
+        let d = support::device(&ca, &format!("load-{i}"));
         tasks.push(tokio::spawn(publisher(addr, root_pem.clone(), d, until)));
     }
     let mut totals = Vec::new();

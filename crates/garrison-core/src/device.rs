@@ -73,6 +73,14 @@ impl From<DeviceId> for String {
     }
 }
 
+// Ordering, equality and hashing are the inner string's, so maps keyed by `DeviceId` can be
+// searched with a `&str`.
+impl std::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -12,9 +12,12 @@ pub mod audit;
 pub mod device;
 mod ids;
 mod role;
+mod severity;
 mod time_ms;
+pub mod version;
 
 pub use device::DeviceId;
 pub use ids::{InvalidId, TenantId, Username};
 pub use role::{ParseRoleError, Permission, Role};
+pub use severity::{Impact, ParseSeverityError, Severity};
 pub use time_ms::{UnixMillis, format_ms, now_ms};

@@ -49,6 +49,8 @@ pub enum Permission {
     DevicesWrite,
     /// Let devices in: bootstrap tokens, claim certificates, approving enrollment requests.
     EnrollmentWrite,
+    /// Run the posture audit, suppress findings, set firmware policies.
+    PostureWrite,
 }
 
 impl Permission {
@@ -64,6 +66,7 @@ impl Permission {
         Permission::DevicesRead,
         Permission::DevicesWrite,
         Permission::EnrollmentWrite,
+        Permission::PostureWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -79,6 +82,7 @@ impl Permission {
             Permission::DevicesRead => "devices:read",
             Permission::DevicesWrite => "devices:write",
             Permission::EnrollmentWrite => "enrollment:write",
+            Permission::PostureWrite => "posture:write",
         }
     }
 
@@ -117,10 +121,12 @@ impl Role {
                     | P::DevicesRead
                     | P::DevicesWrite
                     | P::EnrollmentWrite
+                    | P::PostureWrite
             ),
+            // Analysts triage: they may run the audit and suppress findings.
             Role::Analyst => matches!(
                 permission,
-                P::SystemRead | P::MetricsRead | P::SelfManage | P::DevicesRead
+                P::SystemRead | P::MetricsRead | P::SelfManage | P::DevicesRead | P::PostureWrite
             ),
             Role::Auditor => matches!(
                 permission,

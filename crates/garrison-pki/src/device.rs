@@ -430,6 +430,41 @@ pub fn read_peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
     })
 }
 
+/// The public key of a certificate, as the posture audit judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateKey {
+    /// `ecdsa`, `rsa`, `ed25519` or the algorithm's OID.
+    pub algorithm: String,
+    /// Key size in bits (Ed25519: 256).
+    pub bits: u32,
+}
+
+/// Reads the public key type and size of a PEM (or DER) certificate.
+pub fn certificate_key(pem_or_der: &[u8]) -> Option<CertificateKey> {
+    let der = if pem_or_der.starts_with(b"-----") {
+        x509_parser::pem::parse_x509_pem(pem_or_der)
+            .ok()?
+            .1
+            .contents
+    } else {
+        pem_or_der.to_vec()
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let spki = cert.public_key();
+    let (algorithm, bits) = match spki.parsed().ok()? {
+        ParsedKey::EC(point) => ("ecdsa".to_owned(), point.key_size()),
+        ParsedKey::RSA(rsa) => ("rsa".to_owned(), rsa.key_size()),
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
+            ("ed25519".to_owned(), 256)
+        }
+        _ => (spki.algorithm.algorithm.to_id_string(), 0),
+    };
+    Some(CertificateKey {
+        algorithm,
+        bits: u32::try_from(bits).unwrap_or(0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +501,18 @@ mod tests {
         assert!(!cert.is_ca());
         let days = (issued.not_after - issued.not_before).whole_days();
         assert_eq!(days, 90);
+        assert_eq!(
+            certificate_key(issued.pem.as_bytes()),
+            Some(CertificateKey {
+                algorithm: "ecdsa".into(),
+                bits: 256
+            })
+        );
+        assert_eq!(
+            certificate_key(&issued.der),
+            certificate_key(issued.pem.as_bytes())
+        );
+        assert_eq!(certificate_key(b"-----BEGIN CERTIFICATE-----\nnope"), None);
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub use ca::{
     decrypt_private_key, encrypt_private_key, pem_certificates,
 };
 pub use device::{
-    CsrError, DeviceCsr, IssuedCertificate, IssuedClaim, MAX_CSR_BYTES, PeerCertificate,
-    RevokedSerial, SignedCrl, csr_attributes, pkcs7_certs_only, read_peer_certificate,
+    CertificateKey, CsrError, DeviceCsr, IssuedCertificate, IssuedClaim, MAX_CSR_BYTES,
+    PeerCertificate, RevokedSerial, SignedCrl, certificate_key, csr_attributes, pkcs7_certs_only,
+    read_peer_certificate,
 };
 pub use error::PkiError;
 pub use master_key::MasterKey;

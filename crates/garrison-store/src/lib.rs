@@ -15,10 +15,12 @@
 
 mod error;
 pub mod identity;
+pub mod inventory;
 mod model;
 mod postgres;
 mod sql;
 mod sql_identity;
+mod sql_inventory;
 mod sqlite;
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use garrison_core::{
 
 pub use error::{StoreError, StoreResult};
 pub use identity::IdentityStore;
+pub use inventory::InventoryStore;
 pub use model::{
     Backend, NewOperator, NewToken, Operator, OperatorAuth, Page, PageRequest, TokenAuth,
     TokenInfo, TokenKind,
@@ -52,7 +55,7 @@ pub struct AuditVerification {
 /// Everything Garrison persists. Implementations must be safe to share between tasks and, for
 /// PostgreSQL, between several server processes.
 #[async_trait]
-pub trait Store: IdentityStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + InventoryStore + Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

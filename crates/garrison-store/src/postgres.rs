@@ -13,7 +13,7 @@ use sqlx::{
 
 use crate::{
     Backend, StoreError, StoreResult, redact_url, sql::impl_store,
-    sql_identity::impl_identity_store,
+    sql_identity::impl_identity_store, sql_inventory::impl_inventory_store,
 };
 
 /// Advisory lock key for audit-chain appends ("GARRISON" in ASCII, truncated to fit).
@@ -58,6 +58,11 @@ impl PostgresStore {
         Ok(tx)
     }
 
+    /// Device-originated writes append nothing to the audit chain, so they skip its lock.
+    async fn begin_device_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
     async fn schema_exists(&self) -> StoreResult<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.tables \
@@ -88,3 +93,4 @@ impl PostgresStore {
 
 impl_store!(PostgresStore, Postgres, Backend::Postgres);
 impl_identity_store!(PostgresStore, Postgres);
+impl_inventory_store!(PostgresStore, Postgres);

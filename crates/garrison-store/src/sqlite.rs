@@ -13,7 +13,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::{Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store};
+use crate::{
+    Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store,
+    sql_inventory::impl_inventory_store,
+};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -48,6 +51,11 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Device-originated writes: SQLite has one writer either way.
+    async fn begin_device_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.begin_write().await
     }
 
     async fn schema_exists(&self) -> StoreResult<bool> {
@@ -86,3 +94,4 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
 impl_identity_store!(SqliteStore, Sqlite);
+impl_inventory_store!(SqliteStore, Sqlite);

@@ -5,24 +5,14 @@
 //! (set by `.ci/run`), in which case they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::{str::FromStr, sync::Arc};
+use std::sync::Arc;
 
-use garrison_core::{
-    Role, TenantId, Username,
-    audit::{Actor, AuditRecord, BreakKind},
-    now_ms,
-};
-use garrison_store::{
-    NewOperator, NewToken, PageRequest, PostgresStore, SqliteStore, Store, StoreError, TokenKind,
-};
+#[macro_use]
+mod common;
+use common::*;
 
-fn tenant() -> TenantId {
-    TenantId::default()
-}
-
-fn rec(action: &str, target: &str) -> AuditRecord {
-    AuditRecord::new(&tenant(), Actor::system("test"), action, target)
-}
+use garrison_core::{Role, Username, audit::BreakKind, now_ms};
+use garrison_store::{NewOperator, NewToken, PageRequest, Store, StoreError, TokenKind};
 
 fn op(name: &str, role: Role) -> NewOperator {
     NewOperator {
@@ -31,92 +21,6 @@ fn op(name: &str, role: Role) -> NewOperator {
         role,
         password_hash: "hash".into(),
     }
-}
-
-enum Tamper {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-impl Tamper {
-    async fn exec(&self, sql: &'static str) {
-        match self {
-            Tamper::Sqlite(s) => {
-                sqlx::query(sql).execute(s.pool()).await.unwrap();
-            }
-            Tamper::Postgres(s) => {
-                sqlx::query(sql).execute(s.pool()).await.unwrap();
-            }
-        }
-    }
-}
-
-async fn sqlite() -> (Arc<dyn Store>, Tamper, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("g.db").display());
-    let store = SqliteStore::open(&url).await.unwrap();
-    store.migrate_for_tests().await;
-    (Arc::new(store.clone()), Tamper::Sqlite(store), dir)
-}
-
-trait MigrateForTests {
-    async fn migrate_for_tests(&self);
-}
-
-impl<T: Store> MigrateForTests for T {
-    async fn migrate_for_tests(&self) {
-        assert!(!self.is_initialized().await.unwrap());
-        self.migrate().await.unwrap();
-        assert!(self.is_initialized().await.unwrap());
-        self.migrate().await.unwrap();
-    }
-}
-
-async fn postgres() -> Option<(Arc<dyn Store>, Tamper)> {
-    let url = std::env::var("GARRISON_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let required = std::env::var("GARRISON_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-    let admin = match PostgresStore::connect(&url).await {
-        Ok(s) => s,
-        Err(e) if !required => {
-            eprintln!(
-                "SKIPPED: PostgreSQL store tests: cannot connect to {url}: {e} (set GARRISON_TEST_REQUIRE_POSTGRES=1 to make this a failure)"
-            );
-            return None;
-        }
-        Err(e) => panic!(
-            "PostgreSQL is required (GARRISON_TEST_REQUIRE_POSTGRES=1) but {url} is unreachable: {e}"
-        ),
-    };
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
-        .await
-        .unwrap();
-    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    let store = PostgresStore::connect_with(options, &url).await.unwrap();
-    store.migrate_for_tests().await;
-    Some((Arc::new(store.clone()), Tamper::Postgres(store)))
-}
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let (store, tamper, _dir) = super::sqlite().await;
-                super::$name(store, tamper).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some((store, tamper)) = super::postgres().await {
-                    super::$name(store, tamper).await;
-                }
-            }
-        }
-    };
 }
 
 both!(operators_round_trip);

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use garrison_core::Role;
 
-use crate::{client, config, devices, local, serve};
+use crate::{client, config, devices, inventory_cli, local, serve};
 
 /// Garrison: a self-hosted IoT security server.
 ///
@@ -68,6 +68,28 @@ pub enum Command {
     /// unless the device id was pre-authorised (`enroll preauthorize`).
     #[command(subcommand)]
     Enroll(EnrollCommand),
+    /// Device groups: static (listed members) or dynamic (a device query), with an impact level
+    /// and an allow-list of listening services.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Posture findings: list, inspect, suppress for a while with a reason.
+    #[command(subcommand)]
+    Finding(FindingCommand),
+    /// The posture audit: run it, see past runs, the checks, and firmware policies.
+    #[command(subcommand)]
+    Posture(PostureCommand),
+    /// Run the device agent on this machine (the same as the standalone `garrison-agent`).
+    Agent(garrison_agent::cli::AgentArgs),
+    /// Run a simulated fleet against a Garrison server: real enrollment, real MQTT.
+    ///
+    /// Make a bootstrap token for the fleet first: `garrison enroll token create 'sim-*' --uses
+    /// 1000`. A large fleet from one address needs broker.max_connects_per_minute_per_source
+    /// raised (or 0) on the server.
+    Sim(garrison_sim::cli::SimArgs),
+    /// The five-minute tour: the server on embedded defaults, a simulated fleet of about 200
+    /// devices, and a scripted attack after a minute. Prints the API address and the admin
+    /// credential.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Where the server's state is and how it is configured. Shared by `serve`, `admin`, `audit`.
@@ -276,6 +298,249 @@ fn device_id(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportArg {
+    /// Comma-separated values (RFC 4180).
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+impl ExportArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportArg::Csv => "csv",
+            ExportArg::Json => "json",
+        }
+    }
+}
+
+/// Impact levels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImpactArg {
+    Low,
+    Moderate,
+    High,
+    Critical,
+}
+
+impl ImpactArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImpactArg::Low => "low",
+            ImpactArg::Moderate => "moderate",
+            ImpactArg::High => "high",
+            ImpactArg::Critical => "critical",
+        }
+    }
+}
+
+/// What a group is.
+#[derive(Debug, Clone, Args)]
+pub struct GroupSpecArgs {
+    /// A device query makes the group dynamic (members are the devices it matches).
+    #[arg(long, short = 'q', value_name = "QUERY")]
+    pub query: Option<String>,
+    /// What the group is for.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Impact of a compromise of its members (raises or lowers their risk score).
+    #[arg(long, value_enum)]
+    pub impact: Option<ImpactArg>,
+    /// A listening service members may have, PROTOCOL/PORT (repeatable); anything else is an
+    /// `unneeded-service` finding.
+    #[arg(long = "allow", value_name = "SERVICE")]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List groups with their member counts.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Show a group and its members.
+    Show {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name.
+        name: String,
+    },
+    /// Create a group.
+    #[command(
+        after_help = "Examples:\n  garrison group create cameras -q 'model = AV-CAM-220' --impact moderate --allow tcp/80 --allow tcp/443 --allow tcp/554 --allow udp/3702\n  garrison group create ward-3 --impact critical\n  garrison group add ward-3 pump-0001 pump-0002"
+    )]
+    Create {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name (A-Z a-z 0-9 . _ -).
+        name: String,
+        #[command(flatten)]
+        spec: GroupSpecArgs,
+    },
+    /// Replace a group's query, description, impact and allow-list.
+    Update {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name.
+        name: String,
+        #[command(flatten)]
+        spec: GroupSpecArgs,
+    },
+    /// Delete a group (its devices stay).
+    Delete {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name.
+        name: String,
+    },
+    /// Add devices to a static group.
+    Add {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name.
+        name: String,
+        /// Device ids.
+        #[arg(required = true, value_parser = device_id)]
+        devices: Vec<String>,
+    },
+    /// Remove devices from a static group.
+    Remove {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Group name.
+        name: String,
+        /// Device ids.
+        #[arg(required = true, value_parser = device_id)]
+        devices: Vec<String>,
+    },
+}
+
+/// Finding statuses.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FindingStatusArg {
+    Open,
+    Suppressed,
+    Resolved,
+}
+
+impl FindingStatusArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatusArg::Open => "open",
+            FindingStatusArg::Suppressed => "suppressed",
+            FindingStatusArg::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FindingCommand {
+    /// List findings (open ones unless --status says otherwise); --export writes them all.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Status.
+        #[arg(long, value_enum, default_value_t = FindingStatusArg::Open)]
+        status: FindingStatusArg,
+        /// Only this check (see `garrison posture checks`).
+        #[arg(long)]
+        check: Option<String>,
+        /// Only this device.
+        #[arg(long, value_parser = device_id)]
+        device: Option<String>,
+        /// This severity or worse: info, low, medium, high, critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Print every match as csv or json instead of a table.
+        #[arg(long, value_enum)]
+        export: Option<ExportArg>,
+    },
+    /// Show a finding with its evidence and remediation.
+    Show {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Finding id.
+        id: String,
+    },
+    /// Accept a finding for a while: it stays listed as suppressed and stops counting towards
+    /// the device's risk until the suppression lapses or is lifted.
+    Suppress {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Finding id.
+        id: String,
+        /// Why (kept in the finding and the audit log).
+        #[arg(long)]
+        reason: String,
+        /// For how long (e.g. 30d); until lifted without it.
+        #[arg(long = "for", value_parser = duration)]
+        for_duration: Option<String>,
+    },
+    /// Lift a suppression.
+    Unsuppress {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Finding id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostureCommand {
+    /// Run the audit over the whole fleet now and show what changed.
+    Run {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Past audit runs.
+    Runs {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// The built-in checks with their ETSI EN 303 645 and OWASP IoT Top 10 mappings.
+    Checks {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Minimum firmware versions per model.
+    #[command(subcommand)]
+    Firmware(FirmwareCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirmwareCommand {
+    /// List the policies.
+    List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// Devices of MODEL must run at least VERSION (or get a firmware-outdated finding).
+    Set {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Hardware model, as devices report it.
+        model: String,
+        /// Minimum firmware version.
+        version: String,
+    },
+    /// Remove a model's policy.
+    Delete {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Hardware model.
+        model: String,
+    },
+}
+
 /// Checks a duration such as `30d` or `12h` on the command line; the server gets the text.
 fn duration(text: &str) -> Result<String, String> {
     humantime::parse_duration(text)
@@ -285,8 +550,94 @@ fn duration(text: &str) -> Result<String, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// List devices: id, quarantine, how they enrolled, current certificate.
+    /// List or search devices; with --export, write every match as CSV or JSON.
+    #[command(
+        after_help = "Queries:\n  garrison device list -q 'model = AV-CAM-220 and firmware < 5.6'\n  garrison device list -q 'service = telnet or port in (23, 2323)'\n  garrison device list -q 'tag:site = berlin and not online' --export csv > offline.csv\nFields: `garrison device fields`."
+    )]
     List {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// A device query (see `garrison device fields`).
+        #[arg(long, short = 'q', value_name = "QUERY")]
+        query: Option<String>,
+        /// Print every matching device as csv or json instead of a table.
+        #[arg(long, value_enum)]
+        export: Option<ExportArg>,
+    },
+    /// The fields of the device query language.
+    Fields {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+    },
+    /// A device's last inventory report, as it sent it.
+    Inventory {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// A device's installed software as a CycloneDX SBOM (JSON).
+    Sbom {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+    },
+    /// A device's fact history, newest first.
+    History {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+        /// Only this fact (e.g. firmware.version, listening).
+        #[arg(long)]
+        fact: Option<String>,
+        /// Most entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Set (KEY=VALUE) and remove (--remove KEY) a device's tags.
+    Tag {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Device id.
+        #[arg(value_parser = device_id)]
+        id: String,
+        /// Tags to set, KEY=VALUE.
+        #[arg(value_parser = key_value)]
+        set: Vec<(String, String)>,
+        /// Tag keys to remove.
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+    /// Security events devices reported, newest first.
+    Events {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Only this device.
+        #[arg(long, value_parser = device_id)]
+        device: Option<String>,
+        /// Most events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Configuration drift (security-relevant fact changes), newest first.
+    Drift {
+        #[command(flatten)]
+        remote: client::RemoteArgs,
+        /// Only this device.
+        #[arg(long, value_parser = device_id)]
+        device: Option<String>,
+        /// Most events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Unmanaged devices: refused connections from unknown identities, and unknown private
+    /// addresses managed devices talk to.
+    Unmanaged {
         #[command(flatten)]
         remote: client::RemoteArgs,
     },
@@ -651,5 +1002,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Device(command) => devices::device(command).await,
         Command::Cert(command) => devices::cert(command).await,
         Command::Enroll(command) => devices::enroll(command).await,
+        Command::Group(command) => inventory_cli::group(command).await,
+        Command::Finding(command) => inventory_cli::finding(command).await,
+        Command::Posture(command) => inventory_cli::posture(command).await,
+        Command::Agent(args) => {
+            garrison_agent::cli::run_agent(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            garrison_sim::cli::run_sim(args, crate::serve::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }

@@ -182,12 +182,14 @@ impl Remote {
         })
     }
 
-    pub(crate) async fn call(
+    /// Sends a request; the body text on success, [`ApiFailure`] (with the server's message)
+    /// otherwise.
+    pub(crate) async fn send_text(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -204,11 +206,7 @@ impl Remote {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
-            if text.is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_str(&text)
-                .with_context(|| format!("the server sent invalid JSON for {path}"));
+            return Ok(text);
         }
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let message = parsed
@@ -227,12 +225,34 @@ impl Remote {
         .into())
     }
 
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let text = self.send_text(method, path, body).await?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server sent invalid JSON for {path}"))
+    }
+
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub(crate) async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
     }
 
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {

@@ -42,6 +42,66 @@ pub struct Config {
     pub enrollment: EnrollmentConfig,
     /// `[broker]`
     pub broker: BrokerConfig,
+    /// `[inventory]`
+    pub inventory: InventoryConfig,
+    /// `[posture]`
+    pub posture: PostureConfig,
+}
+
+/// `[inventory]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Largest device message accepted after decompression, bytes.
+    pub max_report_bytes: usize,
+    /// Most SBOM components in one inventory report.
+    pub max_components: usize,
+    /// How often the in-memory fleet index is reloaded from the store.
+    #[serde(with = "humantime_serde")]
+    pub index_refresh: Duration,
+    /// How often presence (last seen, online, latest telemetry) is written.
+    #[serde(with = "humantime_serde")]
+    pub presence_flush: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            max_report_bytes: 8 * 1024 * 1024,
+            max_components: 20_000,
+            index_refresh: Duration::from_secs(300),
+            presence_flush: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[posture]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostureConfig {
+    /// Time between scheduled full audits (0s: only on demand).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// `certificate-expiring` fires this many days before expiry.
+    pub certificate_expiry_days: i64,
+    /// `certificate-too-old` fires for certificates issued longer ago.
+    pub certificate_max_age_days: i64,
+    /// `stale-inventory` fires when the last inventory is older.
+    pub stale_after_days: i64,
+    /// Session takeovers between two audits that make `conflicting-client-ids` fire.
+    pub takeover_threshold: u64,
+}
+
+impl Default for PostureConfig {
+    fn default() -> Self {
+        PostureConfig {
+            interval: Duration::from_secs(3600),
+            certificate_expiry_days: 14,
+            certificate_max_age_days: 365,
+            stale_after_days: 7,
+            takeover_threshold: 3,
+        }
+    }
 }
 
 /// `[api]`
@@ -216,6 +276,8 @@ impl Default for Config {
             pki: PkiConfig::default(),
             enrollment: EnrollmentConfig::default(),
             broker: BrokerConfig::default(),
+            inventory: InventoryConfig::default(),
+            posture: PostureConfig::default(),
         }
     }
 }
@@ -300,7 +362,11 @@ impl Config {
             Env::prefixed("GARRISON_")
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
-                    !NOT_CONFIG.contains(&key.as_str()) && !key.starts_with("test_")
+                    // The agent's and the simulator's own variables share the prefix.
+                    !NOT_CONFIG.contains(&key.as_str())
+                        && !key.starts_with("test_")
+                        && !key.starts_with("agent_")
+                        && !key.starts_with("sim_")
                 })
                 .split("__"),
         );
@@ -397,6 +463,30 @@ impl Config {
         }
         if self.auth.session_ttl < Duration::from_secs(60) {
             bail!("invalid value for key auth.session_ttl: expected at least 1m");
+        }
+        if self.inventory.max_report_bytes < 1024 || self.inventory.max_components == 0 {
+            bail!(
+                "keys inventory.max_report_bytes (at least 1024) and inventory.max_components (at least 1) are too small"
+            );
+        }
+        if self.inventory.presence_flush < Duration::from_millis(100)
+            || self.inventory.index_refresh < Duration::from_secs(1)
+        {
+            bail!(
+                "keys inventory.presence_flush (at least 100ms) and inventory.index_refresh (at least 1s) are too short"
+            );
+        }
+        let p = &self.posture;
+        if p.certificate_expiry_days < 1 || p.certificate_max_age_days < 1 || p.stale_after_days < 1
+        {
+            bail!(
+                "keys posture.certificate_expiry_days, posture.certificate_max_age_days and posture.stale_after_days must be at least 1"
+            );
+        }
+        if !p.interval.is_zero() && p.interval < Duration::from_secs(60) {
+            bail!(
+                "invalid value for key posture.interval: expected \"0s\" (on demand only) or at least 1m"
+            );
         }
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://")

@@ -15,16 +15,10 @@ use serde_json::{Value, json};
 use crate::{
     cli::{CertCommand, DeviceCommand, EnrollClaimCommand, EnrollCommand, EnrollTokenCommand},
     client::{ApiFailure, Remote, RemoteArgs, encode},
+    inventory_cli,
     output::{self, Format},
 };
 
-const DEVICE_COLUMNS: &[&str] = &[
-    "id",
-    "quarantined",
-    "enrolled_via",
-    "current_serial",
-    "updated_at",
-];
 const CERT_COLUMNS: &[&str] = &["serial", "subject", "kind", "status", "not_after"];
 const TOKEN_COLUMNS: &[&str] = &[
     "id",
@@ -60,7 +54,39 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
 /// `device …`
 pub async fn device(command: DeviceCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DeviceCommand::List { remote } => list(remote, "/api/v1/devices", DEVICE_COLUMNS).await,
+        DeviceCommand::List {
+            remote,
+            query,
+            export,
+        } => inventory_cli::device_list(remote, query, export).await,
+        DeviceCommand::Fields { remote } => inventory_cli::device_fields(remote).await,
+        DeviceCommand::Inventory { remote, id } => {
+            inventory_cli::device_json(remote, &id, "inventory").await
+        }
+        DeviceCommand::Sbom { remote, id } => inventory_cli::device_json(remote, &id, "sbom").await,
+        DeviceCommand::History {
+            remote,
+            id,
+            fact,
+            limit,
+        } => inventory_cli::device_history(remote, &id, fact, limit).await,
+        DeviceCommand::Tag {
+            remote,
+            id,
+            set,
+            remove,
+        } => inventory_cli::device_tag(remote, &id, set, remove).await,
+        DeviceCommand::Events {
+            remote,
+            device,
+            limit,
+        } => inventory_cli::device_feed(remote, "events", device, limit).await,
+        DeviceCommand::Drift {
+            remote,
+            device,
+            limit,
+        } => inventory_cli::device_feed(remote, "drift", device, limit).await,
+        DeviceCommand::Unmanaged { remote } => inventory_cli::device_unmanaged(remote).await,
         DeviceCommand::Show { remote, id } => device_show(remote, &id).await,
         DeviceCommand::Quarantine { remote, id } => device_quarantine(remote, &id, true).await,
         DeviceCommand::Release { remote, id } => device_quarantine(remote, &id, false).await,
@@ -192,7 +218,7 @@ async fn device_show(args: RemoteArgs, id: &str) -> anyhow::Result<ExitCode> {
             output::print_object(Format::Json, &shown);
         }
         Format::Table => {
-            output::print_object(Format::Table, &device);
+            inventory_cli::print_device_detail(&device);
             println!();
             match session {
                 Some(session) => {

@@ -7,7 +7,10 @@
 mod cli;
 mod client;
 mod config;
+mod demo;
 mod devices;
+mod inventory;
+mod inventory_cli;
 mod local;
 mod output;
 mod serve;

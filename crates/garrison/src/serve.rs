@@ -1,20 +1,69 @@
-//! `garrison serve`: wires the store, PKI and API together and runs until SIGINT/SIGTERM.
+//! `garrison serve`: wires the store, PKI, identity, inventory, broker and API together and runs
+//! until SIGINT/SIGTERM. [`start`] builds and binds everything; [`Server::serve`] runs it, so
+//! `garrison demo` can start a server and then drive it.
 
-use std::{process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use garrison_api::{ApiSettings, ApiState, ServerFacts};
 use garrison_broker::{Broker, BrokerSettings};
 use garrison_core::{TenantId, audit::Actor};
 use garrison_identity::{IdentityService, IdentitySettings};
+use garrison_store::Store;
 
 use crate::{config::Config, setup};
 
+/// A started server, bound and ready to serve.
+pub(crate) struct Server {
+    config: Config,
+    /// The store.
+    pub(crate) store: Arc<dyn Store>,
+    /// The tenant devices and operators live in.
+    pub(crate) tenant: TenantId,
+    /// Identity service.
+    pub(crate) identity: IdentityService,
+    /// The inventory and the audit.
+    pub(crate) inventory: crate::inventory::Inventory,
+    broker: Option<Arc<Broker>>,
+    lab: Option<garrison_broker::LabBroker>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    crl_refresher: tokio::task::JoinHandle<()>,
+    _lock: std::fs::File,
+    /// The HTTPS address.
+    pub(crate) api_addr: SocketAddr,
+    /// The broker's address.
+    pub(crate) mqtt_addr: Option<SocketAddr>,
+    /// The root CA file clients trust.
+    pub(crate) ca_file: PathBuf,
+    ca_fingerprint: String,
+    /// The admin password, when this start created the admin.
+    pub(crate) admin_password: Option<String>,
+}
+
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let settings = config.resolve()?;
     setup::init_logging(&config);
+    let server = start(config).await?;
+    if let Some(password) = &server.admin_password {
+        setup::print_credential(
+            "admin",
+            password,
+            "First start: Garrison created the admin account.",
+        );
+    }
+    server.print_banner();
+    server.serve(shutdown_signal()).await?;
+    println!("Garrison stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store, loads or creates the CA, starts identity, inventory and broker, creates
+/// the first admin, and binds the API. Logging must already be set up.
+pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
+    let settings = config.resolve()?;
     setup::prepare_data_dir(&settings.data_dir)?;
-    let _lock = setup::lock_data_dir(&settings.data_dir)?;
+    let lock = setup::lock_data_dir(&settings.data_dir)?;
     let store = setup::open_store(&settings).await?;
     let key = setup::master_key(&settings, store.as_ref()).await?;
     setup::migrate(store.as_ref(), &key).await?;
@@ -78,10 +127,24 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("cannot start the identity service")?;
+    let inventory = crate::inventory::start(&config, store.clone(), tenant.clone(), &identity)
+        .await
+        .context("cannot start the inventory")?;
     let broker = if config.broker.enabled {
-        Some(std::sync::Arc::new(
-            start_broker(&config, &settings, &ca, identity.clone()).await?,
-        ))
+        let broker = std::sync::Arc::new(
+            start_broker(
+                &config,
+                &settings,
+                &ca,
+                identity.clone(),
+                inventory.incoming.clone(),
+            )
+            .await?,
+        );
+        inventory.posture.attach_connections(std::sync::Arc::new(
+            crate::inventory::BrokerConnections(broker.clone()),
+        ));
+        Some(broker)
     } else {
         None
     };
@@ -106,23 +169,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         config.enrollment.crl_validity / 2,
     ));
 
-    if let Some(password) = setup::create_first_admin(
+    let admin_password = setup::create_first_admin(
         store.as_ref(),
         &tenant,
         "admin",
         Actor::system("first-start"),
     )
-    .await?
-    {
-        setup::print_credential(
-            "admin",
-            &password,
-            "First start: Garrison created the admin account.",
-        );
-    }
+    .await?;
 
     let api_settings = ApiSettings {
-        tenant,
+        tenant: tenant.clone(),
         session_ttl: config.auth.session_ttl,
         max_body_bytes: config.api.max_body_bytes,
         request_timeout: config.api.request_timeout,
@@ -142,69 +198,100 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(broker) = &broker {
         state.attach_broker(broker.clone());
     }
+    state.attach_inventory(inventory.service.clone(), inventory.posture.clone());
     let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;
-    let local = listener.local_addr()?;
-    println!(
-        "Garrison {} is listening on https://{local}",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "  store: {}   data: {}",
-        store.backend().as_str(),
-        settings.data_dir.display()
-    );
-    println!(
-        "  trust: {} (root CA SHA-256 {ca_fingerprint})",
-        ca_file.display()
-    );
-    if let Some(broker) = &broker {
-        println!(
-            "  mqtt:  mqtts://{} (mutual TLS; client id = certificate CN)",
-            broker.local_addr()
-        );
-    }
-    if let Some(lab) = &lab {
-        println!(
-            "  lab:   mqtt://{} (plain TCP lab listener; isolated from devices)",
-            lab.local_addr()
-        );
-    }
-    println!(
-        "  next:  garrison login --server https://{local} --ca-cert {}",
-        ca_file.display()
-    );
-    tracing::info!(addr = %local, backend = store.backend().as_str(), "Garrison started");
-
-    garrison_api::serve_tls(
+    let api_addr = listener.local_addr()?;
+    Ok(Server {
+        mqtt_addr: broker.as_ref().map(|b| b.local_addr()),
+        config,
+        store,
+        tenant,
+        identity,
+        inventory,
+        broker,
+        lab,
         listener,
         tls,
         app,
-        config.api.max_connections,
-        config.api.shutdown_grace,
-        shutdown_signal(),
-    )
-    .await;
-    crl_refresher.abort();
-    if let Some(broker) = &broker {
-        broker.shutdown().await;
-    }
-    if let Some(lab) = &lab {
-        lab.shutdown();
-    }
-    store.close().await;
-    tracing::info!("Garrison stopped; storage flushed");
-    println!("Garrison stopped.");
-    Ok(ExitCode::SUCCESS)
+        crl_refresher,
+        _lock: lock,
+        api_addr,
+        ca_file,
+        ca_fingerprint,
+        admin_password,
+    })
 }
 
-/// Issues the broker's certificate, writes its TLS files and starts it, with an intake task
-/// that takes every accepted device message.
+impl Server {
+    /// Prints where the server listens and how to log in.
+    pub(crate) fn print_banner(&self) {
+        let local = self.api_addr;
+        println!(
+            "Garrison {} is listening on https://{local}",
+            env!("CARGO_PKG_VERSION")
+        );
+        println!(
+            "  store: {}   data: {}",
+            self.store.backend().as_str(),
+            self.config.data_dir.display()
+        );
+        println!(
+            "  trust: {} (root CA SHA-256 {})",
+            self.ca_file.display(),
+            self.ca_fingerprint
+        );
+        if let Some(addr) = self.mqtt_addr {
+            println!("  mqtt:  mqtts://{addr} (mutual TLS; client id = certificate CN)");
+        }
+        if let Some(lab) = &self.lab {
+            println!(
+                "  lab:   mqtt://{} (plain TCP lab listener; isolated from devices)",
+                lab.local_addr()
+            );
+        }
+        println!(
+            "  next:  garrison login --server https://{local} --ca-cert {}",
+            self.ca_file.display()
+        );
+        tracing::info!(addr = %local, backend = self.store.backend().as_str(), "Garrison started");
+    }
+
+    /// Serves until `shutdown` resolves, then drains and flushes.
+    pub(crate) async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        garrison_api::serve_tls(
+            self.listener,
+            self.tls,
+            self.app,
+            self.config.api.max_connections,
+            self.config.api.shutdown_grace,
+            shutdown,
+        )
+        .await;
+        self.crl_refresher.abort();
+        if let Some(broker) = &self.broker {
+            broker.shutdown().await;
+        }
+        if let Some(lab) = &self.lab {
+            lab.shutdown();
+        }
+        self.store.close().await;
+        tracing::info!("Garrison stopped; storage flushed");
+        Ok(())
+    }
+}
+
+/// Issues the broker's certificate, writes its TLS files and starts it, feeding every accepted
+/// device message and session event to the inventory's intake.
 async fn start_broker(
     config: &Config,
     settings: &crate::config::Settings,
     ca: &garrison_pki::CertificateAuthority,
     identity: IdentityService,
+    incoming: tokio::sync::mpsc::Sender<garrison_inventory::Incoming>,
 ) -> anyhow::Result<Broker> {
     let files = setup::write_broker_tls_files(
         &settings.data_dir,
@@ -229,17 +316,16 @@ async fn start_broker(
         bytes_per_second: config.broker.max_bytes_per_second,
         connects_per_minute_per_source: config.broker.max_connects_per_minute_per_source,
     };
-    let (intake, mut messages) = tokio::sync::mpsc::channel::<garrison_broker::DeviceMessage>(
+    let (intake, messages) = tokio::sync::mpsc::channel::<garrison_broker::DeviceMessage>(
         broker_settings.intake_capacity,
     );
-    // The monitoring intake (normalisation, detection) consumes these; until it exists, each
-    // accepted message is counted and logged at debug level.
-    tokio::spawn(async move {
-        while let Some(message) = messages.recv().await {
-            metrics::counter!("garrison_intake_messages_total").increment(1);
-            tracing::debug!(device = %message.device, topic = %message.topic, bytes = message.payload.len(), "Device message");
-        }
-    });
+    let (sessions_tx, sessions) = tokio::sync::mpsc::channel(10_000);
+    broker_settings.session_events = Some(sessions_tx);
+    tokio::spawn(crate::inventory::forward_messages(
+        messages,
+        incoming.clone(),
+    ));
+    tokio::spawn(crate::inventory::forward_sessions(sessions, incoming));
     Broker::start(broker_settings, identity, intake)
         .await
         .context("cannot start the MQTT broker; change broker.listen or set broker.enabled = false")
@@ -258,7 +344,7 @@ async fn refresh_crl_periodically(identity: IdentityService, every: Duration) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -30,16 +30,25 @@ const CA_SECRET: &str = "ca/bundle";
 
 /// Sets up logging to standard error from the configuration (RUST_LOG overrides the level).
 pub fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
+    init_logging_to(config, std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Sets up logging to `writer` (the demo logs to a file, keeping the terminal for the tour).
+pub fn init_logging_to<W>(config: &Config, writer: W, ansi: bool)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if config.log_format == "json" {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        builder.with_ansi(ansi).try_init()
     };
 }
 

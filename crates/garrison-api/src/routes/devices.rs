@@ -29,56 +29,6 @@ pub(crate) fn identity_error(e: garrison_identity::IdentityError) -> ApiError {
     }
 }
 
-/// List devices, ordered by id.
-#[utoipa::path(
-    get, path = "/api/v1/devices", tag = "devices",
-    params(("limit" = Option<u32>, Query, description = "Page size, 1–500 (default 50)"),
-           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
-    security(("bearer" = ["devices:read"])),
-    responses(
-        (status = 200, description = "A page of devices", body = PageOf<DeviceView>),
-        (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Role lacks devices:read", body = ErrorBody),
-    )
-)]
-pub(crate) async fn list(
-    State(state): State<ApiState>,
-    caller: Caller,
-    page: Pagination,
-) -> ApiResult<Json<PageOf<DeviceView>>> {
-    caller.require(Permission::DevicesRead)?;
-    let page = state
-        .store()
-        .devices_list(&caller.tenant, &page.to_request())
-        .await?;
-    Ok(Json(PageOf::from_page(page, DeviceView::from)))
-}
-
-/// One device.
-#[utoipa::path(
-    get, path = "/api/v1/devices/{id}", tag = "devices",
-    params(("id" = String, Path, description = "Device id")),
-    security(("bearer" = ["devices:read"])),
-    responses(
-        (status = 200, description = "The device", body = DeviceView),
-        (status = 404, description = "No such device", body = ErrorBody),
-    )
-)]
-pub(crate) async fn get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Json<DeviceView>> {
-    caller.require(Permission::DevicesRead)?;
-    let id = path_device(&id)?;
-    let device = state
-        .store()
-        .device_get(&caller.tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("device {id} not found")))?;
-    Ok(Json(device.into()))
-}
-
 async fn set_quarantine(
     state: ApiState,
     caller: Caller,

@@ -5,7 +5,9 @@ mod audit;
 mod auth;
 mod devices;
 mod enrollment;
+mod inventory;
 mod operators;
+mod posture;
 mod system;
 mod tokens;
 
@@ -35,8 +37,37 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
-        .routes(routes!(devices::list))
-        .routes(routes!(devices::get))
+        .routes(routes!(inventory::list))
+        .routes(routes!(inventory::get))
+        .routes(routes!(inventory::export))
+        .routes(routes!(inventory::fields))
+        .routes(routes!(inventory::inventory))
+        .routes(routes!(inventory::sbom))
+        .routes(routes!(inventory::history))
+        .routes(routes!(inventory::tags))
+        .routes(routes!(inventory::drift))
+        .routes(routes!(inventory::events))
+        .routes(routes!(inventory::unmanaged))
+        .routes(routes!(inventory::groups, inventory::create_group))
+        .routes(routes!(
+            inventory::group,
+            inventory::update_group,
+            inventory::delete_group
+        ))
+        .routes(routes!(inventory::group_devices))
+        .routes(routes!(inventory::members))
+        .routes(routes!(posture::checks))
+        .routes(routes!(posture::runs, posture::run))
+        .routes(routes!(posture::findings))
+        .routes(routes!(posture::export_findings))
+        .routes(routes!(posture::finding))
+        .routes(routes!(posture::suppress))
+        .routes(routes!(posture::unsuppress))
+        .routes(routes!(posture::firmware_policies))
+        .routes(routes!(
+            posture::set_firmware_policy,
+            posture::delete_firmware_policy
+        ))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
         .routes(routes!(devices::rotate))

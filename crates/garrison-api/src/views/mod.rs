@@ -1,6 +1,8 @@
 //! Wire types of the API: what JSON clients send and receive. Converted by hand from store
 //! records, because a serialised shape is a compatibility promise the store must not make.
 
+pub mod inventory;
+
 use garrison_core::{Role, audit::AuditEntry, format_ms, now_ms};
 use garrison_store::{Operator, Page, TokenInfo, TokenKind};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,551 @@
+//! The intake of device messages into the inventory: decode and validate each message, keep
+//! what it says, and tell the rest of the server which devices changed.
+//!
+//! One task consumes the intake channel in batches. Inventory reports are diffed against the
+//! device's previous report (fact history, drift) and written together in one transaction;
+//! events are appended; presence (first/last seen, online, agent, latest telemetry) is folded
+//! in memory and flushed every few seconds, since a write per telemetry message would cost more
+//! than the message. Every refused message is counted by channel and reason, logged, and
+//! changes nothing.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use garrison_contract::{Channel, EventKind, Inventory, Limits, Report, decode_report};
+use garrison_core::{DeviceId, TenantId, UnixMillis};
+use garrison_store::{
+    Store, StoreError,
+    inventory::{InventoryWrite, NewDeviceEvent, PresenceUpdate, Sighting, SightingKind},
+};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::{FleetIndex, drift, facts};
+
+/// What the broker (or another transport) hands the inventory.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// A message a device published that passed the broker's ACL.
+    Message {
+        /// The publishing device (its certificate's CN).
+        device: DeviceId,
+        /// Full topic.
+        topic: String,
+        /// Payload.
+        payload: Bytes,
+        /// When it arrived.
+        received_at: UnixMillis,
+    },
+    /// A device connected.
+    Connected {
+        /// The device.
+        device: DeviceId,
+        /// Its source address.
+        address: Option<String>,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A device's connection closed.
+    Disconnected {
+        /// The device.
+        device: DeviceId,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A connection was refused before it was a device session.
+    Refused {
+        /// The client id it presented.
+        client_id: String,
+        /// The certificate CN, if it had one.
+        common_name: Option<String>,
+        /// Source address.
+        address: Option<String>,
+        /// Why (`client_id_differs_from_certificate`, …).
+        reason: String,
+        /// When.
+        at: UnixMillis,
+    },
+}
+
+/// How the intake behaves.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// The tenant devices belong to.
+    pub tenant: TenantId,
+    /// Payload bounds.
+    pub limits: Limits,
+    /// Most messages handled per batch.
+    pub batch: usize,
+    /// How often presence is written.
+    pub presence_flush: Duration,
+}
+
+impl IngestSettings {
+    /// Defaults for `tenant`.
+    pub fn new(tenant: TenantId) -> IngestSettings {
+        IngestSettings {
+            tenant,
+            limits: Limits::default(),
+            batch: 512,
+            presence_flush: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counts of what one batch did, for tests and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Inventory reports recorded.
+    pub inventories: usize,
+    /// Events kept.
+    pub events: usize,
+    /// Messages refused.
+    pub rejected: usize,
+}
+
+/// The inventory intake. Create with [`Ingestor::new`], then [`Ingestor::run`] it on the
+/// channel the broker feeds.
+pub struct Ingestor {
+    store: Arc<dyn Store>,
+    index: Arc<FleetIndex>,
+    settings: IngestSettings,
+    changed: broadcast::Sender<Vec<DeviceId>>,
+    presence: HashMap<DeviceId, PresenceUpdate>,
+    sightings: Vec<Sighting>,
+    seen_sightings: HashSet<(SightingKind, String, String)>,
+}
+
+/// Attempts at a store write before its batch is given up (and counted as lost).
+const WRITE_ATTEMPTS: u32 = 5;
+
+impl Ingestor {
+    /// An intake writing to `store` and keeping `index` current; `changed` receives the ids of
+    /// devices whose inventory changed (the posture audit re-evaluates them).
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<FleetIndex>,
+        settings: IngestSettings,
+        changed: broadcast::Sender<Vec<DeviceId>>,
+    ) -> Ingestor {
+        Ingestor {
+            store,
+            index,
+            settings,
+            changed,
+            presence: HashMap::new(),
+            sightings: Vec::new(),
+            seen_sightings: HashSet::new(),
+        }
+    }
+
+    /// Consumes `incoming` until it closes, then flushes.
+    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+        let mut flush = tokio::time::interval(self.settings.presence_flush);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(self.settings.batch);
+        loop {
+            tokio::select! {
+                n = incoming.recv_many(&mut batch, self.settings.batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.handle(std::mem::take(&mut batch)).await;
+                }
+                _ = flush.tick() => self.flush().await,
+            }
+        }
+        self.flush().await;
+    }
+
+    /// Handles one batch of messages.
+    pub async fn handle(&mut self, batch: Vec<Incoming>) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let mut inventories: Vec<(DeviceId, Box<Inventory>, UnixMillis)> = Vec::new();
+        let mut events = Vec::new();
+        for item in batch {
+            match item {
+                Incoming::Message {
+                    device,
+                    topic,
+                    payload,
+                    received_at,
+                } => {
+                    self.ensure_known(&device).await;
+                    self.seen(&device, received_at, |_| {});
+                    let Some(channel) = topic_channel(&device, &topic) else {
+                        self.reject(&device, "unknown", "not_a_contract_topic", &topic);
+                        outcome.rejected += 1;
+                        continue;
+                    };
+                    match decode_report(channel, &device, &payload, &self.settings.limits) {
+                        Err(e) => {
+                            self.reject(&device, channel.as_str(), e.reason(), &e.to_string());
+                            outcome.rejected += 1;
+                        }
+                        Ok(report) => {
+                            metrics::counter!("garrison_inventory_reports_total", "channel" => channel.as_str()).increment(1);
+                            self.accept(device, report, received_at, &mut inventories, &mut events);
+                        }
+                    }
+                }
+                Incoming::Connected {
+                    device,
+                    address,
+                    at,
+                } => {
+                    self.ensure_known(&device).await;
+                    self.seen(&device, at, |u| {
+                        u.online = Some(true);
+                        u.address = address;
+                    });
+                }
+                Incoming::Disconnected { device, at } => {
+                    self.seen(&device, at, |u| u.online = Some(false));
+                }
+                Incoming::Refused {
+                    client_id,
+                    common_name,
+                    address,
+                    reason,
+                    at,
+                } => {
+                    // A known device refused (revoked, quarantined, over its rate) is a
+                    // monitoring matter; only identities Garrison does not manage are listed.
+                    let known = [Some(client_id.as_str()), common_name.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .any(|id| DeviceId::new(id).is_ok_and(|d| self.index.contains(&d)));
+                    if !known {
+                        let identity = match &common_name {
+                            Some(cn) if cn != &client_id => {
+                                format!("{client_id} (certificate {cn})")
+                            }
+                            _ => client_id,
+                        };
+                        self.sight(
+                            SightingKind::BrokerConnect,
+                            identity,
+                            address.unwrap_or_default(),
+                            at,
+                            reason,
+                        );
+                    }
+                }
+            }
+        }
+        outcome.inventories = inventories.len();
+        outcome.events = events.len();
+        if !inventories.is_empty() {
+            self.record_inventories(inventories).await;
+        }
+        if !events.is_empty() {
+            let store = self.store.clone();
+            let count = events.len();
+            self.write_with_retry("device events", count, || {
+                store.device_events_append(events.clone())
+            })
+            .await;
+        }
+        outcome
+    }
+
+    fn accept(
+        &mut self,
+        device: DeviceId,
+        report: Report,
+        received_at: UnixMillis,
+        inventories: &mut Vec<(DeviceId, Box<Inventory>, UnixMillis)>,
+        events: &mut Vec<NewDeviceEvent>,
+    ) {
+        let tenant = self.settings.tenant.clone();
+        match report {
+            Report::Birth(birth) => {
+                self.seen(&device, received_at, |u| {
+                    u.agent = Some((birth.agent, birth.agent_version));
+                });
+            }
+            Report::Inventory(inventory) => inventories.push((device, inventory, received_at)),
+            Report::Telemetry(telemetry) => {
+                for destination in &telemetry.destinations {
+                    self.maybe_unmanaged(
+                        SightingKind::PeerAddress,
+                        destination,
+                        &device,
+                        received_at,
+                    );
+                }
+                self.seen(&device, received_at, |u| u.telemetry = Some(telemetry));
+            }
+            Report::Events(batch) => {
+                for event in batch.events {
+                    if let EventKind::LoginFailed {
+                        source: Some(s), ..
+                    }
+                    | EventKind::LoginSucceeded {
+                        source: Some(s), ..
+                    } = &event.kind
+                    {
+                        self.maybe_unmanaged(SightingKind::LoginSource, s, &device, received_at);
+                    }
+                    events.push(NewDeviceEvent {
+                        tenant: tenant.clone(),
+                        device: device.clone(),
+                        received_at,
+                        at: event.at,
+                        kind: event.kind.name().to_owned(),
+                        body: serde_json::to_value(&event).unwrap_or_default(),
+                    });
+                }
+            }
+            Report::CommandResult(result) => events.push(NewDeviceEvent {
+                tenant,
+                device,
+                received_at,
+                at: received_at,
+                kind: "command_result".into(),
+                body: serde_json::to_value(&result).unwrap_or_default(),
+            }),
+            Report::UpdateStatus(status) => events.push(NewDeviceEvent {
+                tenant,
+                device,
+                received_at,
+                at: received_at,
+                kind: "update_status".into(),
+                body: status,
+            }),
+        }
+    }
+
+    /// Diffs each report against the previous one and writes them all in one transaction.
+    async fn record_inventories(&mut self, reports: Vec<(DeviceId, Box<Inventory>, UnixMillis)>) {
+        let tenant = self.settings.tenant.clone();
+        // A device reporting twice in one batch is diffed against its own earlier report.
+        let mut latest: HashMap<DeviceId, Inventory> = HashMap::new();
+        let mut writes = Vec::with_capacity(reports.len());
+        for (device, inventory, received_at) in reports {
+            let previous = match latest.get(&device) {
+                Some(p) => Some(p.clone()),
+                None => match self.store.inventory_get(&tenant, &device, true).await {
+                    Ok(snapshot) => snapshot.map(|s| s.inventory),
+                    Err(e) => {
+                        tracing::error!(%device, error = %e, "Cannot read the previous inventory; diffing against none");
+                        None
+                    }
+                },
+            };
+            let changes = facts::changes(previous.as_ref(), &inventory, received_at);
+            let drift = previous
+                .as_ref()
+                .map(|p| drift::detect(p, &inventory))
+                .unwrap_or_default();
+            for d in &drift {
+                metrics::counter!("garrison_inventory_drift_total", "kind" => d.kind.clone())
+                    .increment(1);
+                tracing::info!(%device, kind = %d.kind, severity = %d.severity, detail = %d.detail, "Configuration drift");
+            }
+            latest.insert(device.clone(), (*inventory).clone());
+            writes.push(InventoryWrite {
+                tenant: tenant.clone(),
+                summary: facts::summarize(&inventory),
+                device,
+                received_at,
+                inventory: *inventory,
+                changes,
+                drift,
+            });
+        }
+        let summaries: Vec<_> = writes
+            .iter()
+            .map(|w| (w.device.clone(), w.summary.clone(), w.received_at))
+            .collect();
+        let store = self.store.clone();
+        let count = writes.len();
+        if self
+            .write_with_retry("inventory reports", count, || {
+                store.inventory_record_batch(writes.clone())
+            })
+            .await
+        {
+            let mut changed = Vec::with_capacity(summaries.len());
+            for (device, summary, at) in summaries {
+                self.index.apply_inventory(&device, summary, at);
+                changed.push(device);
+            }
+            // Nobody listening (no posture audit) is fine.
+            let _ = self.changed.send(changed);
+        }
+    }
+
+    /// Runs a store write, retrying with back-off on database errors; returns whether it
+    /// succeeded. What finally fails is counted as lost and logged as an error.
+    async fn write_with_retry<F, Fut>(&self, what: &str, count: usize, mut write: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            match write().await {
+                Ok(()) => return true,
+                Err(e) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(what, attempt, error = %e, "Store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => {
+                    metrics::counter!("garrison_inventory_write_failures_total")
+                        .increment(count as u64);
+                    tracing::error!(what, count, error = %e, "Store write failed; these messages are lost");
+                }
+            }
+        }
+        false
+    }
+
+    fn reject(&self, device: &DeviceId, channel: &str, reason: &'static str, detail: &str) {
+        metrics::counter!("garrison_inventory_reports_rejected_total", "channel" => channel.to_owned(), "reason" => reason).increment(1);
+        tracing::warn!(%device, channel, reason, detail, "Refused a device message");
+    }
+
+    /// Folds a presence observation into the pending flush and the index.
+    fn seen(
+        &mut self,
+        device: &DeviceId,
+        at: UnixMillis,
+        change: impl FnOnce(&mut PresenceUpdate),
+    ) {
+        let mut update = PresenceUpdate {
+            tenant: self.settings.tenant.clone(),
+            device: device.clone(),
+            at,
+            online: None,
+            address: None,
+            agent: None,
+            telemetry: None,
+        };
+        change(&mut update);
+        self.index.apply_presence(&update);
+        let pending = self
+            .presence
+            .entry(device.clone())
+            .or_insert_with(|| update.clone());
+        pending.at = pending.at.max(update.at);
+        if update.online.is_some() {
+            pending.online = update.online;
+        }
+        if update.address.is_some() {
+            pending.address = update.address;
+        }
+        if update.agent.is_some() {
+            pending.agent = update.agent;
+        }
+        if update.telemetry.is_some() {
+            pending.telemetry = update.telemetry;
+        }
+    }
+
+    /// A private address no managed device has is an unmanaged device on the devices' network.
+    fn maybe_unmanaged(
+        &mut self,
+        kind: SightingKind,
+        address: &str,
+        by: &DeviceId,
+        at: UnixMillis,
+    ) {
+        let Ok(ip) = address.parse::<IpAddr>() else {
+            return;
+        };
+        if !is_local_network(ip) || self.index.device_at(address).is_some() {
+            return;
+        }
+        self.sight(
+            kind,
+            String::new(),
+            address.to_owned(),
+            at,
+            format!("seen by {by}"),
+        );
+    }
+
+    fn sight(
+        &mut self,
+        kind: SightingKind,
+        identity: String,
+        address: String,
+        at: UnixMillis,
+        detail: String,
+    ) {
+        metrics::counter!("garrison_inventory_unmanaged_sightings_total", "kind" => kind.as_str())
+            .increment(1);
+        // Within one flush interval, the first sighting of each identity/address is enough.
+        if self
+            .seen_sightings
+            .insert((kind, identity.clone(), address.clone()))
+        {
+            self.sightings.push(Sighting {
+                tenant: self.settings.tenant.clone(),
+                kind,
+                identity,
+                address,
+                at,
+                detail,
+            });
+        }
+    }
+
+    async fn ensure_known(&self, device: &DeviceId) {
+        if self.index.contains(device) {
+            return;
+        }
+        // Enrolled since the index was loaded.
+        match self.store.device_get(&self.settings.tenant, device).await {
+            Ok(Some(d)) => self.index.upsert_device(&d),
+            Ok(None) => tracing::warn!(%device, "A message from a device the store does not know"),
+            Err(e) => tracing::warn!(%device, error = %e, "Cannot look a device up"),
+        }
+    }
+
+    /// Writes pending presence and sightings.
+    pub async fn flush(&mut self) {
+        if !self.presence.is_empty() {
+            let updates: Vec<PresenceUpdate> = self.presence.drain().map(|(_, u)| u).collect();
+            let store = self.store.clone();
+            let count = updates.len();
+            self.write_with_retry("presence", count, || {
+                store.presence_record_batch(updates.clone())
+            })
+            .await;
+        }
+        if !self.sightings.is_empty() {
+            let sightings = std::mem::take(&mut self.sightings);
+            self.seen_sightings.clear();
+            let store = self.store.clone();
+            let count = sightings.len();
+            self.write_with_retry("unmanaged sightings", count, || {
+                store.unmanaged_record_batch(sightings.clone())
+            })
+            .await;
+        }
+    }
+}
+
+/// The channel of a device's own topic.
+fn topic_channel(device: &DeviceId, topic: &str) -> Option<Channel> {
+    let (named, channel) = Channel::of_topic(topic)?;
+    (named == device.as_str()).then_some(channel)
+}
+
+/// Private, unique-local and link-local addresses: where a fleet's own devices live.
+fn is_local_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}

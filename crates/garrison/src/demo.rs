@@ -1,0 +1,352 @@
+//! `garrison demo`: the five-minute tour. A server on embedded defaults in its own data
+//! directory, groups and firmware policies for the simulated profiles, a fleet of simulated
+//! devices enrolled and connected through the real EST and MQTT paths, a first posture audit,
+//! and — after a minute — a scripted attack: a Mirai infection, C2 beaconing, a port scan, a
+//! firmware tamper, credential stuffing against the broker and a reconnect storm.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use garrison_agent::est::{Credential, EstClient};
+use garrison_core::{
+    Impact, Username,
+    audit::{Actor, AuditRecord},
+};
+use garrison_identity::Requester;
+use garrison_inventory::GroupSpec;
+use garrison_sim::{Endpoint, Fleet, Profile, Scenario, ScenarioKind, SimConfig, Weakness};
+
+use crate::{
+    config::{Config, Overrides},
+    serve, setup,
+};
+
+/// Options of `garrison demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Data directory of the demo (wiped at start unless --keep).
+    #[arg(long, value_name = "DIR", default_value = "garrison-demo")]
+    pub data_dir: PathBuf,
+    /// Simulated devices.
+    #[arg(long, default_value_t = 200)]
+    pub devices: usize,
+    /// When the scripted attack starts, after the fleet is up.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub attack_after: Duration,
+    /// Telemetry interval of the simulated devices.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub telemetry_interval: Duration,
+    /// HTTPS listen address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: String,
+    /// MQTT (mutual TLS) listen address.
+    #[arg(long, default_value = "127.0.0.1:8883")]
+    pub mqtt_listen: String,
+    /// Keep the previous demo's data instead of starting fresh.
+    #[arg(long)]
+    pub keep: bool,
+    /// Stop after this long (default: run until interrupted).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+/// Marks a directory as the demo's, so `demo` never wipes anything else.
+const MARKER: &str = ".garrison-demo";
+
+fn prepare_dir(args: &DemoArgs) -> anyhow::Result<()> {
+    let dir = &args.data_dir;
+    if dir.exists() && !args.keep {
+        if !dir.join(MARKER).exists() {
+            bail!(
+                "{} exists and is not a Garrison demo directory; pass another --data-dir (the demo wipes its directory at start)",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "This directory belongs to `garrison demo`, which wipes it at start.\n",
+    )
+    .with_context(|| format!("cannot write in {}", dir.display()))?;
+    Ok(())
+}
+
+/// Each profile's group: its query, impact and the services its devices need.
+fn groups() -> Vec<GroupSpec> {
+    Profile::ALL
+        .into_iter()
+        .map(|p| {
+            let impact = match p {
+                Profile::InfusionPump => Impact::Critical,
+                Profile::IndustrialGateway => Impact::High,
+                Profile::IpCamera | Profile::BuildingController => Impact::Moderate,
+                Profile::SmartPlug => Impact::Low,
+            };
+            GroupSpec {
+                name: p.as_str().to_owned(),
+                description: format!("Every {} ({})", p.spec().model, p.spec().manufacturer),
+                query: Some(format!("model = \"{}\"", p.spec().model)),
+                impact: Some(impact),
+                allowed_services: Some(p.allowed_services()),
+            }
+        })
+        .collect()
+}
+
+/// The attack: which scenario on which devices.
+fn attack(fleet: &[garrison_sim::PlannedDevice], after: Duration) -> Vec<Scenario> {
+    let pick = |profile: Profile, prefer: Option<Weakness>, skip: usize| -> Option<String> {
+        let of_profile = || fleet.iter().filter(move |d| d.profile == profile);
+        prefer
+            .and_then(|w| of_profile().filter(|d| d.weaknesses.contains(&w)).nth(skip))
+            .or_else(|| of_profile().nth(skip))
+            .map(|d| d.id.to_string())
+    };
+    let mut out = Vec::new();
+    let mut add = |kind, device: Option<String>, delay: Duration| {
+        if let Some(d) = device {
+            out.push(Scenario {
+                kind,
+                devices: vec![d],
+                after: after + delay,
+            });
+        }
+    };
+    add(
+        ScenarioKind::Mirai,
+        pick(Profile::IpCamera, Some(Weakness::TelnetOpen), 0),
+        Duration::ZERO,
+    );
+    add(
+        ScenarioKind::Mirai,
+        pick(Profile::IpCamera, Some(Weakness::TelnetOpen), 1),
+        Duration::from_secs(20),
+    );
+    add(
+        ScenarioKind::C2Beacon,
+        pick(Profile::IndustrialGateway, None, 0),
+        Duration::from_secs(5),
+    );
+    add(
+        ScenarioKind::PortScan,
+        pick(Profile::BuildingController, None, 0),
+        Duration::from_secs(10),
+    );
+    add(
+        ScenarioKind::FirmwareTamper,
+        pick(Profile::InfusionPump, None, 0),
+        Duration::from_secs(15),
+    );
+    add(
+        ScenarioKind::CredentialStuffing,
+        pick(Profile::SmartPlug, None, 0),
+        Duration::from_secs(25),
+    );
+    add(
+        ScenarioKind::ReconnectStorm,
+        pick(Profile::IpCamera, None, 5),
+        Duration::from_secs(30),
+    );
+    out
+}
+
+async fn print_audit(server_posture: &garrison_posture::PostureService, trigger: &str) {
+    match server_posture.run(trigger, None).await {
+        Ok(run) => println!(
+            "  audit: {} devices checked, {} findings open ({} new, {} resolved) in {} ms",
+            run.devices,
+            run.open,
+            run.opened,
+            run.resolved,
+            run.finished_at - run.started_at
+        ),
+        Err(e) => println!("  audit failed: {e}"),
+    }
+}
+
+/// Runs the demo until interrupted.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    prepare_dir(&args)?;
+    let mut config = Config::load(
+        None,
+        &Overrides {
+            data_dir: Some(args.data_dir.clone()),
+            listen: Some(args.listen.clone()),
+            ..Overrides::default()
+        },
+    )?;
+    config.broker.listen = args.mqtt_listen.clone();
+    // The whole fleet connects from this one address.
+    config.broker.max_connects_per_minute_per_source = 0;
+    config.posture.interval = Duration::from_secs(300);
+    // The server's log goes to a file: the terminal is the tour's.
+    let log_path = args.data_dir.join("server.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    setup::init_logging_to(&config, std::sync::Mutex::new(log), false);
+    let server = serve::start(config).await?;
+    let tenant = server.tenant.clone();
+    let demo = Requester {
+        username: Username::new("demo")?,
+        actor: Actor::system("demo"),
+        source: None,
+    };
+    let record = |action: &str, target: &str| {
+        AuditRecord::new(&tenant, Actor::system("demo"), action, target)
+    };
+    for spec in groups() {
+        let target = format!("group:{}", spec.name);
+        match server
+            .inventory
+            .service
+            .create_group(spec, "demo", record("group.create", &target))
+            .await
+        {
+            Ok(_) => {}
+            // A kept demo already has them.
+            Err(garrison_inventory::InventoryError::Store(
+                garrison_store::StoreError::Conflict { .. },
+            )) if args.keep => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for p in Profile::ALL {
+        let spec = p.spec();
+        server
+            .inventory
+            .service
+            .set_firmware_policy(
+                spec.model,
+                Some(spec.minimum_firmware),
+                "demo",
+                record(
+                    "posture.firmware_policy.set",
+                    &format!("model:{}", spec.model),
+                ),
+            )
+            .await?;
+    }
+    let (_, token) = server
+        .identity
+        .create_bootstrap_token(
+            &tenant,
+            "demo-*",
+            args.devices as i64 * 2 + 100,
+            Duration::from_secs(7 * 86_400),
+            &demo,
+        )
+        .await
+        .context("cannot create the fleet's bootstrap token")?;
+
+    let api = format!("https://{}", server.api_addr);
+    let mqtt = server.mqtt_addr.context("the demo needs the broker")?;
+    let ca_file = server.ca_file.clone();
+    let ca_pem = std::fs::read(&ca_file)?;
+    let data_dir = args.data_dir.clone();
+    let password = server.admin_password.clone();
+    let posture = server.inventory.posture.clone();
+
+    println!(
+        "Garrison demo: {} simulated devices, attack in {}.",
+        args.devices,
+        humantime::format_duration(args.attack_after)
+    );
+    println!();
+    println!("  API:      {api}   (OpenAPI: {api}/api/openapi.json, reference: {api}/api/docs)");
+    println!("  MQTT:     mqtts://{mqtt} (mutual TLS)");
+    println!("  trust:    {}", ca_file.display());
+    println!("  log:      {}", log_path.display());
+    match &password {
+        Some(p) => println!("  admin:    username admin, password {p}"),
+        None => println!(
+            "  admin:    the password printed by the first demo run (or `garrison admin reset-password --data-dir {}`)",
+            data_dir.display()
+        ),
+    }
+    println!(
+        "  log in:   garrison login --server {api} --ca-cert {} --username admin",
+        ca_file.display()
+    );
+    println!();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_rx2 = stop_rx.clone();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stop_rx2.wait_for(|s| *s).await;
+    }));
+
+    let sim = SimConfig {
+        endpoint: Endpoint {
+            est: EstClient::new(&api, ca_pem.clone()),
+            ca_pem: Arc::new(ca_pem),
+            mqtt_host: mqtt.ip().to_string(),
+            mqtt_port: mqtt.port(),
+            credential: Credential::Token(token.token),
+            state_dir: Some(data_dir.join("sim")),
+            telemetry_interval: args.telemetry_interval,
+        },
+        devices: args.devices,
+        prefix: "demo".into(),
+        weak_share: 0.2,
+        scenarios: Vec::new(),
+        enroll_concurrency: 16,
+        connect_rate: 200,
+        progress: true,
+    };
+    let (fleet, report) = Fleet::start(sim).await?;
+    println!(
+        "  fleet:    {} devices enrolled in {:.1} s, {} connected in {:.1} s",
+        report.devices, report.enroll_seconds, report.connected, report.connect_seconds
+    );
+    // Let the inventories land before the first audit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    print_audit(&posture, "demo").await;
+    println!();
+    println!("  try:      garrison device list -q 'risk >= 40'");
+    println!("            garrison finding list --severity high");
+    println!("            garrison group list");
+    println!();
+    let scenarios = attack(fleet.plan(), args.attack_after);
+    for s in &scenarios {
+        println!(
+            "  attack:   {} on {} in {}",
+            s.kind,
+            s.devices.join(", "),
+            humantime::format_duration(s.after)
+        );
+        fleet.schedule(s.clone());
+    }
+    let last = scenarios.iter().map(|s| s.after).max().unwrap_or_default();
+    let watch_attack = {
+        let posture = posture.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(last + Duration::from_secs(10)).await;
+            println!();
+            println!("  The attack has played. See it in:");
+            println!("            garrison device drift");
+            println!("            garrison device events");
+            println!("            garrison device unmanaged");
+            print_audit(&posture, "demo").await;
+        })
+    };
+    println!();
+    println!("Press Ctrl-C to stop.");
+    match args.duration {
+        Some(d) => {
+            tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                () = serve::shutdown_signal() => {}
+            }
+        }
+        None => serve::shutdown_signal().await,
+    }
+    watch_attack.abort();
+    fleet.stop().await;
+    let _ = stop_tx.send(true);
+    serving.await??;
+    println!("Demo stopped; its data is in {}.", data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,207 @@
+//! Wiring of the inventory and the posture audit into `serve`: the fleet index, the intake task
+//! the broker feeds, presence from the broker's session events, identity changes, the periodic
+//! index reload, and the audit's schedule and re-evaluation.
+
+use std::{sync::Arc, time::Duration};
+
+use garrison_broker::{DeviceBroker, DeviceMessage, SessionEvent};
+use garrison_contract::Limits;
+use garrison_core::{DeviceId, TenantId};
+use garrison_identity::{IdentityEvent, IdentityService};
+use garrison_inventory::{FleetIndex, Incoming, IngestSettings, Ingestor, InventoryService};
+use garrison_posture::{BrokerConnection, ConnectionSource, PostureService, PostureSettings};
+use garrison_store::Store;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Config;
+
+/// The running inventory.
+pub struct Inventory {
+    /// For the API.
+    pub service: InventoryService,
+    /// For the API and the schedule.
+    pub posture: PostureService,
+    /// Where the broker's messages go.
+    pub incoming: mpsc::Sender<Incoming>,
+}
+
+/// Loads the fleet index and starts the intake, the audit and their helpers.
+pub async fn start(
+    config: &Config,
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    identity: &IdentityService,
+) -> anyhow::Result<Inventory> {
+    let index = Arc::new(FleetIndex::new(tenant.clone()));
+    let started = std::time::Instant::now();
+    let devices = index.reload(store.as_ref()).await?;
+    tracing::info!(
+        devices,
+        seconds = started.elapsed().as_secs_f64(),
+        "Fleet index loaded"
+    );
+
+    let (changed_tx, changed_rx) = broadcast::channel::<Vec<DeviceId>>(1024);
+    let mut settings = IngestSettings::new(tenant.clone());
+    settings.limits = Limits {
+        max_decoded_bytes: config.inventory.max_report_bytes,
+        max_payload_bytes: usize::try_from(config.broker.max_packet_size).unwrap_or(usize::MAX),
+        max_components: config.inventory.max_components,
+        ..Limits::default()
+    };
+    settings.presence_flush = config.inventory.presence_flush;
+    let ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
+    let (incoming, incoming_rx) = mpsc::channel::<Incoming>(10_000);
+    tokio::spawn(ingestor.run(incoming_rx));
+
+    let p = &config.posture;
+    let posture = PostureService::new(
+        store.clone(),
+        index.clone(),
+        PostureSettings {
+            tenant,
+            policy: garrison_posture::evaluate::Policy {
+                certificate_expiry_days: p.certificate_expiry_days,
+                certificate_max_age_days: p.certificate_max_age_days,
+                stale_after_days: p.stale_after_days,
+                takeover_threshold: p.takeover_threshold,
+                ..garrison_posture::evaluate::Policy::default()
+            },
+            interval: p.interval,
+            holder: format!("{}-{}", hostname(), std::process::id()),
+        },
+    );
+    tokio::spawn(posture.clone().follow_changes(changed_rx));
+    tokio::spawn(posture.clone().run_scheduled());
+    tokio::spawn(follow_identity(
+        identity.clone(),
+        store.clone(),
+        index.clone(),
+    ));
+    tokio::spawn(reload_periodically(
+        index.clone(),
+        store.clone(),
+        config.inventory.index_refresh,
+    ));
+
+    Ok(Inventory {
+        service: InventoryService::new(store, index),
+        posture,
+        incoming,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "garrison".into())
+}
+
+/// Forwards accepted device messages to the intake. Awaiting the send keeps the broker's
+/// back-pressure: a slow intake slows publishers, nothing is dropped.
+pub async fn forward_messages(
+    mut messages: mpsc::Receiver<DeviceMessage>,
+    incoming: mpsc::Sender<Incoming>,
+) {
+    while let Some(m) = messages.recv().await {
+        metrics::counter!("garrison_intake_messages_total").increment(1);
+        let item = Incoming::Message {
+            device: m.device,
+            topic: m.topic,
+            payload: m.payload,
+            received_at: m.received_at,
+        };
+        if incoming.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Forwards the broker's session events (presence, refused connects).
+pub async fn forward_sessions(
+    mut events: mpsc::Receiver<SessionEvent>,
+    incoming: mpsc::Sender<Incoming>,
+) {
+    while let Some(e) = events.recv().await {
+        let item = match e {
+            SessionEvent::Connected {
+                device,
+                address,
+                at,
+            } => Incoming::Connected {
+                device,
+                address,
+                at,
+            },
+            SessionEvent::Disconnected { device, at } => Incoming::Disconnected { device, at },
+            SessionEvent::Refused {
+                client_id,
+                common_name,
+                address,
+                reason,
+                at,
+            } => Incoming::Refused {
+                client_id,
+                common_name,
+                address,
+                reason: reason.to_owned(),
+                at,
+            },
+        };
+        if incoming.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the index's identity facts (quarantine, current certificate) in step with the
+/// identity service.
+async fn follow_identity(identity: IdentityService, store: Arc<dyn Store>, index: Arc<FleetIndex>) {
+    let mut events = identity.subscribe();
+    loop {
+        let device = match events.recv().await {
+            Ok(IdentityEvent::QuarantineChanged { device, .. }) => Some(device),
+            Ok(IdentityEvent::Revoked { subject, .. }) => DeviceId::new(subject).ok(),
+            Err(broadcast::error::RecvError::Lagged(_)) => None,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Some(device) = device
+            && let Ok(Some(d)) = store.device_get(index.tenant(), &device).await
+        {
+            index.upsert_device(&d);
+        }
+    }
+}
+
+async fn reload_periodically(index: Arc<FleetIndex>, store: Arc<dyn Store>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = index.reload(store.as_ref()).await {
+            tracing::warn!(error = %e, "Reloading the fleet index failed; will retry");
+        }
+    }
+}
+
+/// The broker as the posture audit sees it.
+pub struct BrokerConnections(pub Arc<dyn DeviceBroker>);
+
+#[async_trait::async_trait]
+impl ConnectionSource for BrokerConnections {
+    async fn connections(&self) -> Vec<BrokerConnection> {
+        self.0
+            .connections()
+            .await
+            .into_iter()
+            .filter_map(|c| {
+                Some(BrokerConnection {
+                    device: DeviceId::new(c.device).ok()?,
+                    connected_serial: c.connected_serial,
+                    takeovers_total: c.counters.takeovers,
+                    addresses: c.counters.recent_addresses,
+                })
+            })
+            .collect()
+    }
+}
