@@ -47,14 +47,18 @@ pub struct AgentArgs {
     /// This device's id: its certificate's CN and MQTT client id [default: the host name].
     #[arg(long, env = "GARRISON_AGENT_DEVICE_ID", value_name = "ID")]
     pub device_id: Option<String>,
-    /// A bootstrap token for the first enrollment (`garrison enroll token create`).
+    /// A bootstrap token for the first enrollment (`garrison enroll token create`). Prefer
+    /// GARRISON_AGENT_TOKEN or --token-file: a flag's value is visible to other users in `ps`.
     #[arg(
         long,
         env = "GARRISON_AGENT_TOKEN",
         hide_env_values = true,
-        conflicts_with = "claim_cert"
+        conflicts_with_all = ["claim_cert", "token_file"]
     )]
     pub token: Option<String>,
+    /// Read the bootstrap token from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "claim_cert")]
+    pub token_file: Option<PathBuf>,
     /// A factory claim certificate to enroll with (PEM), with --claim-key.
     #[arg(long, value_name = "FILE", requires = "claim_key")]
     pub claim_cert: Option<PathBuf>,
@@ -164,7 +168,17 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             8883,
         ),
     };
-    let credential = match (&args.token, &args.claim_cert, &args.claim_key) {
+    let token = match (&args.token, &args.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the token file {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let credential = match (&token, &args.claim_cert, &args.claim_key) {
         (Some(t), _, _) => Credential::Token(t.clone()),
         (None, Some(c), Some(k)) => Credential::Claim {
             cert_pem: std::fs::read_to_string(c)

@@ -1,9 +1,9 @@
 //! Per-device counters the broker keeps for monitoring (messages and bytes in, authorization
 //! failures, connects, disconnects, session takeovers, the last source address).
 //!
-//! rmqtt keeps no per-client message counts, so the hooks count here. Entries exist only for
-//! identities that reached the authentication hook, i.e. that hold a certificate from
-//! Garrison's CA, so the map cannot be grown by strangers.
+//! rmqtt keeps no per-client message counts, so the hooks count here. Entries are keyed by the
+//! device id in a certificate from Garrison's CA (never by a client id a connection merely
+//! claims), so the map cannot be grown by strangers.
 
 use std::{
     collections::HashMap,

@@ -106,10 +106,15 @@ impl GarrisonHooks {
             reason,
             at: garrison_core::now_ms(),
         });
-        self.counters.update(who, |c| {
-            c.authorization_failures += 1;
-            c.saw_address(source);
-        });
+        // Counted against the certificate that was presented, never the client id claimed:
+        // otherwise anyone could fill another device's counters (and its recent addresses,
+        // which the audit reads as a sign of a shared certificate).
+        if let Some(cn) = common_name.filter(|cn| DeviceId::new(*cn).is_ok()) {
+            self.counters.update(cn, |c| {
+                c.authorization_failures += 1;
+                c.saw_address(source);
+            });
+        }
         AuthResult::NotAuthorized
     }
 

@@ -45,6 +45,23 @@ impl Default for Limits {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The size of `payload` after decompression (its own size when not compressed), within the
+/// limits. Reads a gzip stream to its end without keeping it.
+pub(crate) fn decoded_len(payload: &[u8], limits: &Limits) -> Result<usize, ReportError> {
+    if !payload.starts_with(&GZIP_MAGIC) {
+        return Ok(payload.len());
+    }
+    let cap = u64::try_from(limits.max_decoded_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let n = std::io::copy(
+        &mut flate2::read::GzDecoder::new(payload).take(cap),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| ReportError::Malformed(format!("bad gzip data: {e}")))?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 /// Decodes `payload` into `T` within `limits` (size and decompression only; the caller checks
 /// the content).
 pub(crate) fn decode_bytes<T: DeserializeOwned>(

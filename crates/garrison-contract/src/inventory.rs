@@ -367,7 +367,24 @@ impl Validate for Inventory {
                 check.opt_text(&format!("interfaces[{i}].mac"), nic.mac.as_deref())?;
                 check.list(&format!("interfaces[{i}].addresses"), &nic.addresses, 64)?;
                 for (j, a) in nic.addresses.iter().enumerate() {
-                    check.text(&format!("interfaces[{i}].addresses[{j}]"), a)?;
+                    let field = format!("interfaces[{i}].addresses[{j}]");
+                    check.text(&field, a)?;
+                    let (ip, prefix) = a
+                        .split_once('/')
+                        .map_or((a.as_str(), None), |(ip, p)| (ip, Some(p)));
+                    let max_prefix = match ip.parse::<std::net::IpAddr>() {
+                        Ok(std::net::IpAddr::V4(_)) => 32,
+                        Ok(std::net::IpAddr::V6(_)) => 128,
+                        Err(_) => {
+                            return Err(Check::fail(
+                                field,
+                                "is not an IP address (with optional /prefix)",
+                            ));
+                        }
+                    };
+                    if prefix.is_some_and(|p| p.parse::<u8>().map_or(true, |p| p > max_prefix)) {
+                        return Err(Check::fail(field, "has an invalid prefix length"));
+                    }
                 }
             }
         }
@@ -506,6 +523,14 @@ mod tests {
             ),
             (
                 r#"{"schema":1,"collected_at":1764633600000,"watched_files":[{"path":"/bin/sh","sha256":"xyz"}]}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"schema":1,"collected_at":1764633600000,"interfaces":[{"name":"eth0","addresses":["10.0.0.1/33"]}]}"#,
+                "invalid_field",
+            ),
+            (
+                r#"{"schema":1,"collected_at":1764633600000,"interfaces":[{"name":"eth0","addresses":["office printer"]}]}"#,
                 "invalid_field",
             ),
         ];

@@ -30,7 +30,7 @@ pub use inventory::{
     Account, Birth, DeviceClass, Firmware, Hardware, Inventory, ListeningSocket, NetworkInterface,
     Os, PasswordState, SecurityState, Services, SshConfig, WatchedFile,
 };
-pub use report::{Channel, Report, ReportError, decode_report};
+pub use report::{Channel, Report, ReportError, decode_report, decode_report_sized};
 pub use sbom::{Component, ComponentType, Sbom, SbomMetadata};
 pub use telemetry::Telemetry;
 

@@ -146,6 +146,27 @@ pub fn decode_report(
     payload: &[u8],
     limits: &Limits,
 ) -> Result<Report, ReportError> {
+    decode_report_sized(channel, device, payload, limits).map(|(r, _)| r)
+}
+
+/// [`decode_report`], also returning the payload's size after decompression (so a consumer
+/// can bound how much decoded data it holds at once).
+pub fn decode_report_sized(
+    channel: Channel,
+    device: &DeviceId,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<(Report, usize), ReportError> {
+    let size = crate::codec::decoded_len(payload, limits)?;
+    decode_report_unsized(channel, device, payload, limits).map(|r| (r, size))
+}
+
+fn decode_report_unsized(
+    channel: Channel,
+    device: &DeviceId,
+    payload: &[u8],
+    limits: &Limits,
+) -> Result<Report, ReportError> {
     fn typed<T: DeserializeOwned + Validate>(
         device: &DeviceId,
         payload: &[u8],

@@ -13,10 +13,10 @@
 //! | `os_downgrade` | the OS version went down | medium |
 //! | `protection_disabled` | firewall, time sync, logging, disk encryption or secure boot went off | medium (secure boot: high) |
 //! | `new_login_account` | an account with a login shell appeared | medium |
-//! | `weak_credential` | an account gained an empty or default password | critical |
+//! | `weak_credential` | an account's password became empty, or known-default | critical |
 //! | `watched_file_changed` | a watched file's hash changed | high |
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use garrison_contract::{Inventory, PasswordState, Protocol};
 use garrison_core::{Severity, version::compare_versions};
@@ -55,11 +55,15 @@ pub fn detect(before: &Inventory, after: &Inventory) -> Vec<NewDrift> {
                 .collect()
         };
         let (old, new_set) = (exposed(old), exposed(new));
+        // One pass to find each new socket's process (no scan per new port).
+        let mut processes: HashMap<(Protocol, u16), Option<String>> = HashMap::new();
+        for s in new.iter().filter(|s| !s.is_loopback()) {
+            processes
+                .entry((s.protocol, s.port))
+                .or_insert_with(|| s.process.clone());
+        }
         for &(protocol, port) in new_set.difference(&old) {
-            let process = new
-                .iter()
-                .find(|s| s.protocol == protocol && s.port == port)
-                .and_then(|s| s.process.clone());
+            let process = processes.get(&(protocol, port)).cloned().flatten();
             let risky = RISKY_PORTS.iter().find(|(p, _)| *p == port);
             let severity = if risky.is_some() {
                 Severity::High
@@ -185,9 +189,10 @@ pub fn detect(before: &Inventory, after: &Inventory) -> Vec<NewDrift> {
     }
 
     if let (Some(old), Some(new)) = (&before.accounts, &after.accounts) {
+        let previous: HashMap<&str, &garrison_contract::Account> =
+            old.iter().map(|a| (a.name.as_str(), a)).collect();
         for account in new {
-            let previous = old.iter().find(|o| o.name == account.name);
-            match previous {
+            match previous.get(account.name.as_str()) {
                 None => out.push(drift(
                     "new_login_account",
                     "accounts",
@@ -197,19 +202,14 @@ pub fn detect(before: &Inventory, after: &Inventory) -> Vec<NewDrift> {
                     format!("account {} with a login shell appeared", account.name),
                 )),
                 Some(prev) => {
-                    let weak = |a: &garrison_contract::Account| {
-                        a.password == PasswordState::Empty || a.default_password == Some(true)
-                    };
-                    let known = |a: &garrison_contract::Account| {
-                        a.password != PasswordState::Unknown
-                            && (a.password != PasswordState::Set || a.default_password.is_some())
-                    };
-                    if known(prev) && !weak(prev) && weak(account) {
-                        let what = if account.password == PasswordState::Empty {
-                            "an empty"
-                        } else {
-                            "a default"
-                        };
+                    // An empty password is always news; a default one only when the previous
+                    // report could tell it was not one.
+                    let emptied = prev.password != PasswordState::Empty
+                        && account.password == PasswordState::Empty;
+                    let defaulted = prev.default_password == Some(false)
+                        && account.default_password == Some(true);
+                    if emptied || defaulted {
+                        let what = if emptied { "an empty" } else { "a default" };
                         out.push(drift(
                             "weak_credential",
                             "accounts",
@@ -224,17 +224,20 @@ pub fn detect(before: &Inventory, after: &Inventory) -> Vec<NewDrift> {
         }
     }
 
+    let previous_files: HashMap<&str, &Option<String>> = before
+        .watched_files
+        .iter()
+        .map(|f| (f.path.as_str(), &f.sha256))
+        .collect();
     for file in &after.watched_files {
-        let previous = before.watched_files.iter().find(|f| f.path == file.path);
-        if let Some(prev) = previous
-            && prev.sha256.is_some()
-            && prev.sha256 != file.sha256
+        if let Some(Some(prev)) = previous_files.get(file.path.as_str())
+            && file.sha256.as_ref() != Some(prev)
         {
             out.push(drift(
                 "watched_file_changed",
                 &format!("watched_file:{}", file.path),
                 Severity::High,
-                json!(prev.sha256),
+                json!(prev),
                 json!(file.sha256),
                 format!("{} changed", file.path),
             ));

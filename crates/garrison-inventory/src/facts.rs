@@ -13,6 +13,10 @@ use garrison_contract::{DeviceClass, Inventory, PasswordState};
 use garrison_store::inventory::{DeviceSummary, FactChange};
 use serde_json::{Value, json};
 
+/// Most interface addresses kept per device: enough for any real device, and a bound on what
+/// one report can add to the fleet index.
+pub const MAX_ADDRESSES: usize = 64;
+
 /// Most per-package entries one report adds to the history.
 pub const MAX_PACKAGE_CHANGES: usize = 200;
 
@@ -99,6 +103,7 @@ pub fn summarize(inv: &Inventory) -> DeviceSummary {
         .map(|a| a.split('/').next().unwrap_or(a).to_owned())
         .collect::<BTreeSet<_>>()
         .into_iter()
+        .take(MAX_ADDRESSES)
         .collect();
     DeviceSummary {
         manufacturer: inv.hardware.manufacturer.clone(),
@@ -123,6 +128,12 @@ pub fn summarize(inv: &Inventory) -> DeviceSummary {
             .software
             .as_ref()
             .map(|s| u32::try_from(s.components.len()).unwrap_or(u32::MAX)),
+        software_digest: packages(inv).as_ref().and_then(|p| {
+            software_fact(p)
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+        }),
         addresses,
     }
 }

@@ -441,19 +441,26 @@ pub enum GroupQueryError {
     /// The query does not parse.
     #[error("{0}")]
     Query(#[from] QueryError),
-    /// Dynamic groups may not depend on group membership.
+    /// Dynamic groups may not depend on what groups decide.
     #[error(
-        "a dynamic group's query cannot use the `group` field (memberships would depend on each other); name the devices' facts or tags instead"
+        "a dynamic group's query cannot use the `{0}` field: it depends on group membership (through impact levels and allow-lists); name the devices' facts or tags instead"
     )]
-    UsesGroups,
+    UsesDerived(&'static str),
 }
+
+/// Fields whose values depend on group membership, which dynamic groups therefore cannot use.
+const DERIVED_FIELDS: &[&str] = &["group", "risk", "findings", "finding", "severity"];
 
 /// Compiles a dynamic group's query.
 pub fn compile_group_query(text: &str) -> Result<Query, GroupQueryError> {
     let query = Query::parse(text, device_schema())?;
-    let group_field = device_schema().field_id("group");
-    if group_field.is_some_and(|id| query.uses_field(id)) {
-        return Err(GroupQueryError::UsesGroups);
+    for name in DERIVED_FIELDS {
+        if device_schema()
+            .field_id(name)
+            .is_some_and(|id| query.uses_field(id))
+        {
+            return Err(GroupQueryError::UsesDerived(name));
+        }
     }
     Ok(query)
 }
@@ -469,6 +476,8 @@ struct State {
     groups: BTreeMap<String, GroupDef>,
     /// Address → device, for telling managed peers from unmanaged ones.
     addresses: HashMap<String, DeviceId>,
+    /// Device → the addresses it put in `addresses`, so they can be taken out again.
+    addresses_of: HashMap<DeviceId, Vec<String>>,
 }
 
 impl State {
@@ -486,15 +495,28 @@ impl State {
         record.risk = risk::score(record.summary.as_ref(), &record.findings, record.impact);
     }
 
+    /// Replaces the addresses indexed for `record` with its current ones (interface
+    /// addresses are bounded per device; a device's old addresses go when it reports new ones).
     fn index_addresses(&mut self, record: &DeviceRecord) {
-        let addresses = record
+        if let Some(old) = self.addresses_of.remove(&record.id) {
+            for a in old {
+                if self.addresses.get(&a) == Some(&record.id) {
+                    self.addresses.remove(&a);
+                }
+            }
+        }
+        let current: Vec<String> = record
             .summary
             .iter()
             .flat_map(|s| s.addresses.iter())
-            .chain(record.presence.iter().flat_map(|p| p.last_address.iter()));
-        for a in addresses {
+            .chain(record.presence.iter().flat_map(|p| p.last_address.iter()))
+            .take(crate::facts::MAX_ADDRESSES + 1)
+            .cloned()
+            .collect();
+        for a in &current {
             self.addresses.insert(a.clone(), record.id.clone());
         }
+        self.addresses_of.insert(record.id.clone(), current);
     }
 
     /// Applies `change` to a device's record and derives memberships, impact and risk.
@@ -594,12 +616,32 @@ impl FleetIndex {
             record.tags = tags;
             record.static_groups = groups;
             record.findings = findings.remove(&device.id).unwrap_or_default();
-            state.derive(&mut record);
-            state.index_addresses(&record);
             state.devices.insert(device.id.clone(), record);
         }
+        // What this process learnt while the store was being read (reports, presence not yet
+        // flushed) is newer than what the store returned: keep it.
+        let mut current = self.write();
+        let ids: Vec<DeviceId> = state.devices.keys().cloned().collect();
+        for id in ids {
+            let Some(mut record) = state.devices.remove(&id) else {
+                continue;
+            };
+            if let Some(old) = current.devices.get(&id) {
+                if old.reported_at > record.reported_at {
+                    record.reported_at = old.reported_at;
+                    record.summary = old.summary.clone();
+                }
+                let seen = |r: &DeviceRecord| r.presence.as_ref().map(|p| p.last_seen);
+                if seen(old) > seen(&record) {
+                    record.presence = old.presence.clone();
+                }
+            }
+            state.derive(&mut record);
+            state.index_addresses(&record);
+            state.devices.insert(id, record);
+        }
         let n = state.devices.len();
-        *self.write() = state;
+        *current = state;
         Ok(n)
     }
 
@@ -650,8 +692,13 @@ impl FleetIndex {
     /// memberships; a plain "seen" (every message) just moves `last_seen`.
     pub fn apply_presence(&self, update: &PresenceUpdate) {
         let mut state = self.write();
-        let rederive =
-            update.online.is_some() || update.agent.is_some() || update.address.is_some();
+        let changes_online = update.online.is_some_and(|online| {
+            state
+                .devices
+                .get(&update.device)
+                .is_none_or(|r| r.online() != online)
+        });
+        let rederive = changes_online || update.agent.is_some() || update.address.is_some();
         if !rederive {
             let Some(r) = state.devices.get_mut(&update.device) else {
                 return;
@@ -706,7 +753,12 @@ impl FleetIndex {
         let mut state = self.write();
         for id in devices {
             let list = findings.remove(id).unwrap_or_default();
-            state.update(id, |r| r.findings = list);
+            // Findings feed only the risk score (dynamic groups cannot query them), so the
+            // memberships need not be derived again.
+            if let Some(r) = state.devices.get_mut(id) {
+                r.findings = list;
+                r.risk = risk::score(r.summary.as_ref(), &r.findings, r.impact);
+            }
         }
     }
 
@@ -829,5 +881,63 @@ impl FleetIndex {
             }
         }
         allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use garrison_core::device::EnrollmentMethod;
+
+    use super::*;
+
+    fn device(id: &str) -> Device {
+        Device {
+            tenant: TenantId::default(),
+            id: DeviceId::new(id).unwrap(),
+            quarantined: false,
+            enrolled_via: EnrollmentMethod::Token,
+            current_serial: None,
+            created_at: 0,
+            updated_at: 0,
+            rotation_requested_at: None,
+        }
+    }
+
+    #[test]
+    fn old_addresses_leave_the_index() {
+        let index = FleetIndex::new(TenantId::default());
+        index.upsert_device(&device("a"));
+        let with = |addresses: &[&str]| DeviceSummary {
+            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            ..DeviceSummary::default()
+        };
+        let id = DeviceId::new("a").unwrap();
+        index.apply_inventory(&id, with(&["10.0.0.1", "10.0.0.2"]), 1);
+        assert_eq!(index.device_at("10.0.0.1"), Some(id.clone()));
+        index.apply_inventory(&id, with(&["10.0.0.3"]), 2);
+        assert_eq!(
+            index.device_at("10.0.0.1"),
+            None,
+            "a device's old address is forgotten"
+        );
+        assert_eq!(index.device_at("10.0.0.3"), Some(id));
+    }
+
+    #[test]
+    fn dynamic_groups_cannot_depend_on_groups() {
+        for q in [
+            "group = x",
+            "risk > 50",
+            "finding = telnet",
+            "findings > 0",
+            "severity = high",
+            "model = x or (risk > 1)",
+        ] {
+            assert!(
+                matches!(compile_group_query(q), Err(GroupQueryError::UsesDerived(_))),
+                "{q}"
+            );
+        }
+        assert!(compile_group_query("model = x and tag:site = berlin").is_ok());
     }
 }

@@ -16,7 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use garrison_contract::{Channel, EventKind, Inventory, Limits, Report, decode_report};
+use garrison_contract::{Channel, EventKind, Inventory, Limits, Report, decode_report_sized};
 use garrison_core::{DeviceId, TenantId, UnixMillis};
 use garrison_store::{
     Store, StoreError,
@@ -119,8 +119,12 @@ pub struct Ingestor {
     seen_sightings: HashSet<(SightingKind, String, String)>,
 }
 
-/// Attempts at a store write before its batch is given up (and counted as lost).
-const WRITE_ATTEMPTS: u32 = 5;
+/// Decoded inventory held by one batch before it is written (each report may be megabytes).
+const MAX_BATCH_INVENTORY_BYTES: usize = 32 * 1024 * 1024;
+/// New unmanaged sightings kept per flush interval.
+const MAX_SIGHTINGS_PER_FLUSH: usize = 1000;
+/// Destinations of one telemetry report checked for unmanaged peers.
+const MAX_PEERS_PER_REPORT: usize = 32;
 
 impl Ingestor {
     /// An intake writing to `store` and keeping `index` current; `changed` receives the ids of
@@ -165,6 +169,7 @@ impl Ingestor {
     pub async fn handle(&mut self, batch: Vec<Incoming>) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let mut inventories: Vec<(DeviceId, Box<Inventory>, UnixMillis)> = Vec::new();
+        let mut inventory_bytes = 0usize;
         let mut events = Vec::new();
         for item in batch {
             match item {
@@ -175,20 +180,31 @@ impl Ingestor {
                     received_at,
                 } => {
                     self.ensure_known(&device).await;
-                    self.seen(&device, received_at, |_| {});
+                    // Any message proves the device is connected.
+                    self.seen(&device, received_at, |u| u.online = Some(true));
                     let Some(channel) = topic_channel(&device, &topic) else {
                         self.reject(&device, "unknown", "not_a_contract_topic", &topic);
                         outcome.rejected += 1;
                         continue;
                     };
-                    match decode_report(channel, &device, &payload, &self.settings.limits) {
+                    match decode_report_sized(channel, &device, &payload, &self.settings.limits) {
                         Err(e) => {
                             self.reject(&device, channel.as_str(), e.reason(), &e.to_string());
                             outcome.rejected += 1;
                         }
-                        Ok(report) => {
+                        Ok((report, size)) => {
                             metrics::counter!("garrison_inventory_reports_total", "channel" => channel.as_str()).increment(1);
+                            if matches!(report, Report::Inventory(_)) {
+                                inventory_bytes += size;
+                            }
                             self.accept(device, report, received_at, &mut inventories, &mut events);
+                            // Bound what one batch holds decoded at once.
+                            if inventory_bytes > MAX_BATCH_INVENTORY_BYTES {
+                                outcome.inventories += inventories.len();
+                                self.record_inventories(std::mem::take(&mut inventories))
+                                    .await;
+                                inventory_bytes = 0;
+                            }
                         }
                     }
                 }
@@ -213,13 +229,13 @@ impl Ingestor {
                     reason,
                     at,
                 } => {
-                    // A known device refused (revoked, quarantined, over its rate) is a
-                    // monitoring matter; only identities Garrison does not manage are listed.
-                    let known = [Some(client_id.as_str()), common_name.as_deref()]
-                        .into_iter()
-                        .flatten()
-                        .any(|id| DeviceId::new(id).is_ok_and(|d| self.index.contains(&d)));
-                    if !known {
+                    // A managed certificate refused (wrong client id, revoked, a will) is a
+                    // monitoring matter; what is listed here is what Garrison does not manage.
+                    // Floods refused by the per-source limit are counted, not listed one by one.
+                    let managed = common_name
+                        .as_deref()
+                        .is_some_and(|cn| DeviceId::new(cn).is_ok_and(|d| self.index.contains(&d)));
+                    if !managed && reason != "too_many_connection_attempts" {
                         let identity = match &common_name {
                             Some(cn) if cn != &client_id => {
                                 format!("{client_id} (certificate {cn})")
@@ -237,18 +253,14 @@ impl Ingestor {
                 }
             }
         }
-        outcome.inventories = inventories.len();
+        outcome.inventories += inventories.len();
         outcome.events = events.len();
         if !inventories.is_empty() {
             self.record_inventories(inventories).await;
         }
         if !events.is_empty() {
-            let store = self.store.clone();
-            let count = events.len();
-            self.write_with_retry("device events", count, || {
-                store.device_events_append(events.clone())
-            })
-            .await;
+            self.write_durably("device events", Rows::Events(&events))
+                .await;
         }
         outcome
     }
@@ -270,7 +282,7 @@ impl Ingestor {
             }
             Report::Inventory(inventory) => inventories.push((device, inventory, received_at)),
             Report::Telemetry(telemetry) => {
-                for destination in &telemetry.destinations {
+                for destination in telemetry.destinations.iter().take(MAX_PEERS_PER_REPORT) {
                     self.maybe_unmanaged(
                         SightingKind::PeerAddress,
                         destination,
@@ -324,18 +336,12 @@ impl Ingestor {
     async fn record_inventories(&mut self, reports: Vec<(DeviceId, Box<Inventory>, UnixMillis)>) {
         let tenant = self.settings.tenant.clone();
         // A device reporting twice in one batch is diffed against its own earlier report.
-        let mut latest: HashMap<DeviceId, Inventory> = HashMap::new();
-        let mut writes = Vec::with_capacity(reports.len());
+        let mut latest: HashMap<DeviceId, usize> = HashMap::new();
+        let mut writes: Vec<InventoryWrite> = Vec::with_capacity(reports.len());
         for (device, inventory, received_at) in reports {
             let previous = match latest.get(&device) {
-                Some(p) => Some(p.clone()),
-                None => match self.store.inventory_get(&tenant, &device, true).await {
-                    Ok(snapshot) => snapshot.map(|s| s.inventory),
-                    Err(e) => {
-                        tracing::error!(%device, error = %e, "Cannot read the previous inventory; diffing against none");
-                        None
-                    }
-                },
+                Some(&i) => writes.get(i).map(|w| w.inventory.clone()),
+                None => self.previous(&tenant, &device, &inventory).await,
             };
             let changes = facts::changes(previous.as_ref(), &inventory, received_at);
             let drift = previous
@@ -347,7 +353,7 @@ impl Ingestor {
                     .increment(1);
                 tracing::info!(%device, kind = %d.kind, severity = %d.severity, detail = %d.detail, "Configuration drift");
             }
-            latest.insert(device.clone(), (*inventory).clone());
+            latest.insert(device.clone(), writes.len());
             writes.push(InventoryWrite {
                 tenant: tenant.clone(),
                 summary: facts::summarize(&inventory),
@@ -358,52 +364,105 @@ impl Ingestor {
                 drift,
             });
         }
-        let summaries: Vec<_> = writes
-            .iter()
-            .map(|w| (w.device.clone(), w.summary.clone(), w.received_at))
-            .collect();
-        let store = self.store.clone();
-        let count = writes.len();
-        if self
-            .write_with_retry("inventory reports", count, || {
-                store.inventory_record_batch(writes.clone())
-            })
-            .await
-        {
-            let mut changed = Vec::with_capacity(summaries.len());
-            for (device, summary, at) in summaries {
-                self.index.apply_inventory(&device, summary, at);
-                changed.push(device);
+        self.write_durably("inventory reports", Rows::Inventory(&writes))
+            .await;
+        // Devices whose writes were lost are still re-evaluated: the audit reads the store.
+        let mut changed = Vec::with_capacity(latest.len());
+        for w in writes {
+            if latest.remove(&w.device).is_some() {
+                changed.push(w.device.clone());
             }
-            // Nobody listening (no posture audit) is fine.
-            let _ = self.changed.send(changed);
+            self.index
+                .apply_inventory(&w.device, w.summary, w.received_at);
+        }
+        // Nobody listening (no posture audit) is fine.
+        let _ = self.changed.send(changed);
+    }
+
+    /// The device's previous report for diffing. Its SBOM is read only when the new report's
+    /// software differs from the stored digest, so unchanged software costs nothing.
+    async fn previous(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        new: &Inventory,
+    ) -> Option<Inventory> {
+        let snapshot = match self.store.inventory_get(tenant, device, false).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "Cannot read the previous inventory; diffing against none");
+                return None;
+            }
+        };
+        let new_digest = facts::summarize(new).software_digest;
+        if new.software.is_none() || new_digest == snapshot.summary.software_digest {
+            let mut previous = snapshot.inventory;
+            // Same software (or none reported now): compare as if unchanged.
+            previous.software = new.software.clone();
+            return Some(previous);
+        }
+        match self.store.inventory_get(tenant, device, true).await {
+            Ok(s) => s.map(|s| s.inventory),
+            Err(e) => {
+                tracing::error!(%device, error = %e, "Cannot read the previous SBOM; diffing against none");
+                None
+            }
         }
     }
 
-    /// Runs a store write, retrying with back-off on database errors; returns whether it
-    /// succeeded. What finally fails is counted as lost and logged as an error.
-    async fn write_with_retry<F, Fut>(&self, what: &str, count: usize, mut write: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), StoreError>>,
-    {
+    /// Writes `items`, retrying until it succeeds: a store that is down or busy holds the
+    /// intake back (and with it the publishers), it does not lose what was acknowledged. A
+    /// write that fails for good (bad data) is retried item by item, and only the items that
+    /// fail alone are given up — counted and logged.
+    async fn write_durably(&self, what: &str, items: Rows<'_>) {
         let mut delay = Duration::from_millis(50);
-        for attempt in 1..=WRITE_ATTEMPTS {
-            match write().await {
-                Ok(()) => return true,
-                Err(e) if attempt < WRITE_ATTEMPTS => {
-                    tracing::warn!(what, attempt, error = %e, "Store write failed; retrying");
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match items.write(self.store.as_ref()).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() => {
+                    if attempt == 1 || attempt.is_multiple_of(20) {
+                        tracing::warn!(what, attempt, error = %e, "The store is unavailable; holding the intake until it is back");
+                    }
+                    metrics::counter!("garrison_inventory_write_retries_total").increment(1);
                     tokio::time::sleep(delay).await;
-                    delay *= 4;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) if items.len() > 1 => {
+                    tracing::warn!(what, count = items.len(), error = %e, "A batch write failed; writing its items one by one");
+                    for i in 0..items.len() {
+                        self.write_one(what, items.item(i)).await;
+                    }
+                    return;
                 }
                 Err(e) => {
-                    metrics::counter!("garrison_inventory_write_failures_total")
-                        .increment(count as u64);
-                    tracing::error!(what, count, error = %e, "Store write failed; these messages are lost");
+                    metrics::counter!("garrison_inventory_write_failures_total").increment(1);
+                    tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
+                    return;
                 }
             }
         }
-        false
+    }
+
+    /// One item of a batch that failed for good: retried while the store is unavailable,
+    /// given up when it fails by itself.
+    async fn write_one(&self, what: &str, item: Rows<'_>) {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match item.write(self.store.as_ref()).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    metrics::counter!("garrison_inventory_write_failures_total").increment(1);
+                    tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
+                    return;
+                }
+            }
+        }
     }
 
     fn reject(&self, device: &DeviceId, channel: &str, reason: &'static str, detail: &str) {
@@ -481,7 +540,13 @@ impl Ingestor {
     ) {
         metrics::counter!("garrison_inventory_unmanaged_sightings_total", "kind" => kind.as_str())
             .increment(1);
-        // Within one flush interval, the first sighting of each identity/address is enough.
+        // Within one flush interval, the first sighting of each identity/address is enough,
+        // and at most MAX_SIGHTINGS_PER_FLUSH new ones are kept: a flood cannot grow the table
+        // faster than that.
+        if self.sightings.len() >= MAX_SIGHTINGS_PER_FLUSH {
+            metrics::counter!("garrison_inventory_unmanaged_sightings_dropped_total").increment(1);
+            return;
+        }
         if self
             .seen_sightings
             .insert((kind, identity.clone(), address.clone()))
@@ -513,22 +578,53 @@ impl Ingestor {
     pub async fn flush(&mut self) {
         if !self.presence.is_empty() {
             let updates: Vec<PresenceUpdate> = self.presence.drain().map(|(_, u)| u).collect();
-            let store = self.store.clone();
-            let count = updates.len();
-            self.write_with_retry("presence", count, || {
-                store.presence_record_batch(updates.clone())
-            })
-            .await;
+            self.write_durably("presence", Rows::Presence(&updates))
+                .await;
         }
         if !self.sightings.is_empty() {
             let sightings = std::mem::take(&mut self.sightings);
             self.seen_sightings.clear();
-            let store = self.store.clone();
-            let count = sightings.len();
-            self.write_with_retry("unmanaged sightings", count, || {
-                store.unmanaged_record_batch(sightings.clone())
-            })
-            .await;
+            self.write_durably("unmanaged sightings", Rows::Sightings(&sightings))
+                .await;
+        }
+    }
+}
+
+/// What the intake writes, in batches.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Inventory(&'a [InventoryWrite]),
+    Events(&'a [NewDeviceEvent]),
+    Presence(&'a [PresenceUpdate]),
+    Sightings(&'a [Sighting]),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Inventory(r) => r.len(),
+            Rows::Events(r) => r.len(),
+            Rows::Presence(r) => r.len(),
+            Rows::Sightings(r) => r.len(),
+        }
+    }
+
+    /// The `i`th row alone (`i < len()`).
+    fn item(&self, i: usize) -> Rows<'_> {
+        match self {
+            Rows::Inventory(r) => Rows::Inventory(r.get(i..=i).unwrap_or_default()),
+            Rows::Events(r) => Rows::Events(r.get(i..=i).unwrap_or_default()),
+            Rows::Presence(r) => Rows::Presence(r.get(i..=i).unwrap_or_default()),
+            Rows::Sightings(r) => Rows::Sightings(r.get(i..=i).unwrap_or_default()),
+        }
+    }
+
+    async fn write(&self, store: &dyn Store) -> Result<(), StoreError> {
+        match self {
+            Rows::Inventory(r) => store.inventory_record_batch(r).await,
+            Rows::Events(r) => store.device_events_append(r).await,
+            Rows::Presence(r) => store.presence_record_batch(r).await,
+            Rows::Sightings(r) => store.unmanaged_record_batch(r).await,
         }
     }
 }

@@ -22,6 +22,7 @@
 
 mod est;
 mod mqtt;
+mod seed;
 mod stats;
 
 use std::{
@@ -65,6 +66,8 @@ enum Mode {
     Idle(mqtt::IdleArgs),
     /// Generate CSRs and enroll them over EST; reports certificates/s.
     Est(est::EstArgs),
+    /// Write a simulated fleet (devices, certificates, inventories) straight into a store.
+    SeedFleet(seed::SeedArgs),
 }
 
 /// Where the broker is and which certificates to use.
@@ -198,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             Mode::Handshakes(args) => mqtt::handshakes(args).await,
             Mode::Idle(args) => mqtt::idle(args).await,
             Mode::Est(args) => est::run(args).await,
+            Mode::SeedFleet(args) => seed::run(args).await,
         }
     })
 }

@@ -49,6 +49,10 @@ pub(crate) struct PubsubArgs {
     /// Payload size in bytes (at least 16: sequence number and send timestamp).
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Publish this file's contents (e.g. a contract inventory report) instead of sequence
+    /// numbered padding; sequence checks and latency are then unavailable.
+    #[arg(long, conflicts_with = "subscribers")]
+    payload_file: Option<PathBuf>,
     /// Topic to publish to; "{id}" becomes the publisher's client id.
     #[arg(long, default_value = "garrison/v1/d/{id}/telemetry")]
     topic: String,
@@ -202,9 +206,15 @@ fn now_nanos(origin: Instant) -> u64 {
 
 /// `pubsub`: publish (and optionally subscribe) and report rates, latency and losses.
 pub(crate) async fn pubsub(args: PubsubArgs) -> anyhow::Result<()> {
-    if args.payload < 16 {
+    if args.payload < 16 && args.payload_file.is_none() {
         bail!("--payload must be at least 16 bytes");
     }
+    let fixed: Option<Arc<Vec<u8>>> = match &args.payload_file {
+        Some(p) => Some(Arc::new(
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )),
+        None => None,
+    };
     if args.publishers == 0 {
         bail!("--publishers must be at least 1");
     }
@@ -349,12 +359,18 @@ pub(crate) async fn pubsub(args: PubsubArgs) -> anyhow::Result<()> {
         let topic = args.topic.replace("{id}", &id.name);
         let size = args.payload;
         let stop = stop.clone();
+        let fixed = fixed.clone();
         pub_tasks.push(tokio::spawn(async move {
             let mut seq = 0u64;
-            let mut payload = vec![0u8; size];
+            let mut payload = match &fixed {
+                Some(f) => f.to_vec(),
+                None => vec![0u8; size],
+            };
             let mut send = async |seq: u64| -> anyhow::Result<()> {
-                payload[0..8].copy_from_slice(&seq.to_be_bytes());
-                payload[8..16].copy_from_slice(&now_nanos(origin).to_be_bytes());
+                if fixed.is_none() {
+                    payload[0..8].copy_from_slice(&seq.to_be_bytes());
+                    payload[8..16].copy_from_slice(&now_nanos(origin).to_be_bytes());
+                }
                 client
                     .publish(topic.as_str(), qos, false, payload.clone())
                     .await?;

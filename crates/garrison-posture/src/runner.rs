@@ -3,14 +3,14 @@
 //! resolves itself within seconds of the fact that caused it changing.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use garrison_contract::Inventory;
 use garrison_core::{DeviceId, TenantId, audit::AuditRecord, device::CertificateKind, now_ms};
-use garrison_inventory::FleetIndex;
+use garrison_inventory::{DeviceRecord, FleetIndex};
 use garrison_pki::CertificateKey;
 use garrison_store::{
     PageRequest, Store, StoreError,
@@ -84,7 +84,11 @@ struct Inner {
     keys: Mutex<HashMap<String, Option<CertificateKey>>>,
     /// Takeover totals at the previous full run, for "since the last run".
     takeovers: Mutex<HashMap<DeviceId, u64>>,
+    /// One full run at a time in this process.
     running: tokio::sync::Mutex<()>,
+    /// Evaluations and their syncs one at a time: a full run and a device re-evaluation must
+    /// not interleave, or the older view could undo the newer.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 const PAGE: u32 = 2000;
@@ -105,6 +109,7 @@ impl PostureService {
                 keys: Mutex::new(HashMap::new()),
                 takeovers: Mutex::new(HashMap::new()),
                 running: tokio::sync::Mutex::new(()),
+                syncing: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -179,6 +184,7 @@ impl PostureService {
         let Ok(_running) = self.inner.running.try_lock() else {
             return Err(PostureError::Busy);
         };
+        let _syncing = self.inner.syncing.lock().await;
         let clock = Instant::now();
         let started_at = now_ms();
         let policy = self.policy().await?;
@@ -188,36 +194,9 @@ impl PostureService {
 
         let mut observations = Vec::new();
         let mut credentials: Vec<Credential> = Vec::new();
-        let mut devices = 0i64;
-        let mut pending: VecDeque<(DeviceId, Inventory)> = VecDeque::new();
-        let mut inventory_cursor: Option<DeviceId> = None;
-        let mut inventories_done = false;
-        let mut after: Option<String> = None;
-        loop {
-            let page = index.search(None, after.as_deref(), PAGE as usize);
-            let Some(last) = page.items.last().map(|r| r.id.clone()) else {
-                break;
-            };
-            // Inventories come from the store in the same (id) order: read ahead until past
-            // this page's last device.
-            while !inventories_done && pending.back().is_none_or(|(d, _)| *d <= last) {
-                let batch = store
-                    .inventories_page(self.tenant(), inventory_cursor.as_ref(), PAGE)
-                    .await?;
-                inventories_done = batch.len() < PAGE as usize;
-                if let Some(s) = batch.last() {
-                    inventory_cursor = Some(s.device.clone());
-                }
-                pending.extend(batch.into_iter().map(|s| (s.device, s.inventory)));
-            }
-            for record in &page.items {
-                while pending.front().is_some_and(|(d, _)| *d < record.id) {
-                    pending.pop_front();
-                }
-                let inventory = match pending.front() {
-                    Some((d, _)) if *d == record.id => pending.pop_front().map(|(_, i)| i),
-                    _ => None,
-                };
+        let mut evaluated: HashSet<DeviceId> = HashSet::new();
+        let mut evaluate =
+            |record: &DeviceRecord, inventory: Option<&Inventory>, observations: &mut Vec<_>| {
                 let cert = record
                     .current_serial
                     .as_ref()
@@ -226,21 +205,53 @@ impl PostureService {
                 let allowed = index.allowed_services(record);
                 let input = DeviceInput {
                     record,
-                    inventory: inventory.as_ref(),
+                    inventory,
                     certificate: cert.as_ref(),
                     allowed_services: allowed.as_deref(),
                 };
                 observations.extend(evaluate::evaluate_device(&input, &policy, started_at));
-                if let Some(inv) = &inventory {
+                if let Some(inv) = inventory {
                     credentials.extend(evaluate::credentials(&record.id, inv));
                 }
-                devices += 1;
+            };
+        // Devices with an inventory, in the store's order; each record looked up by id, so
+        // the two orders (SQL collation, Rust bytes) never have to agree.
+        let mut cursor: Option<DeviceId> = None;
+        loop {
+            let batch = store
+                .inventories_page(self.tenant(), cursor.as_ref(), PAGE)
+                .await?;
+            let Some(last) = batch.last().map(|s| s.device.clone()) else {
+                break;
+            };
+            for snapshot in &batch {
+                if let Some(record) = index.get(&snapshot.device)
+                    && evaluated.insert(record.id.clone())
+                {
+                    evaluate(&record, Some(&snapshot.inventory), &mut observations);
+                }
             }
-            if page.next.is_none() {
+            if batch.len() < PAGE as usize {
                 break;
             }
-            after = Some(last.to_string());
+            cursor = Some(last);
         }
+        // Then every device that never reported.
+        let mut after: Option<String> = None;
+        loop {
+            let page = index.search(None, after.as_deref(), PAGE as usize);
+            for record in &page.items {
+                if !evaluated.contains(&record.id) {
+                    evaluated.insert(record.id.clone());
+                    evaluate(record, None, &mut observations);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let devices = evaluated.len() as i64;
 
         let connections = self.connection_facts(&certificates).await;
         observations.extend(evaluate::evaluate_fleet(
@@ -372,12 +383,14 @@ impl PostureService {
 
     /// Re-evaluates the device-scope checks of `devices` (after they reported).
     pub async fn reevaluate(&self, devices: &[DeviceId]) -> Result<FindingsDelta, PostureError> {
+        let _syncing = self.inner.syncing.lock().await;
         let store = &self.inner.store;
         let now = now_ms();
         let policy = self.policy().await?;
         let mut observations = Vec::new();
         let mut evaluated = Vec::new();
-        for id in devices {
+        let unique: BTreeSet<&DeviceId> = devices.iter().collect();
+        for id in unique {
             let Some(record) = self.inner.index.get(id) else {
                 continue;
             };

@@ -59,6 +59,39 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying again may succeed: connection and pool trouble, SQLite's busy and
+    /// locked states, PostgreSQL serialization failures, deadlocks and restarts. Anything else
+    /// (a constraint, bad data) will fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    matches!(
+                        code.as_ref(),
+                        "5" | "6"
+                            | "261"
+                            | "262"
+                            | "517"
+                            | "40001"
+                            | "40P01"
+                            | "55P03"
+                            | "57P01"
+                            | "57P02"
+                            | "57P03"
+                    ) || code.starts_with("08")
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> StoreError {
         StoreError::Corrupt {
             what: what.into(),

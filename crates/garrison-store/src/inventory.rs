@@ -66,6 +66,10 @@ pub struct DeviceSummary {
     /// Installed components in the SBOM (absent: no SBOM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<u32>,
+    /// Digest of the SBOM's package list, so a report whose software did not change is
+    /// diffed without reading the previous SBOM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_digest: Option<String>,
     /// Interface addresses without prefix length.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
@@ -518,7 +522,7 @@ pub trait InventoryStore: Send + Sync {
     ) -> StoreResult<Vec<InventorySnapshot>>;
 
     /// Records inventory reports with their fact changes and drift, in one transaction.
-    async fn inventory_record_batch(&self, batch: Vec<InventoryWrite>) -> StoreResult<()>;
+    async fn inventory_record_batch(&self, batch: &[InventoryWrite]) -> StoreResult<()>;
 
     /// A device's fact history, newest first, optionally of one fact; the cursor is the
     /// history entry's sequence number.
@@ -539,13 +543,13 @@ pub trait InventoryStore: Send + Sync {
     ) -> StoreResult<Page<DriftEvent>>;
 
     /// Records presence observations (first/last seen, online, address, agent, telemetry).
-    async fn presence_record_batch(&self, updates: Vec<PresenceUpdate>) -> StoreResult<()>;
+    async fn presence_record_batch(&self, updates: &[PresenceUpdate]) -> StoreResult<()>;
 
     /// Everything the fleet index needs, for every device of the tenant.
     async fn fleet_entries(&self, tenant: &TenantId) -> StoreResult<Vec<FleetEntry>>;
 
     /// Keeps raw device events.
-    async fn device_events_append(&self, events: Vec<NewDeviceEvent>) -> StoreResult<()>;
+    async fn device_events_append(&self, events: &[NewDeviceEvent]) -> StoreResult<()>;
 
     /// Device events, newest first, optionally of one device.
     async fn device_events_list(
@@ -654,7 +658,7 @@ pub trait InventoryStore: Send + Sync {
     async fn firmware_policies(&self, tenant: &TenantId) -> StoreResult<Vec<FirmwarePolicy>>;
 
     /// Records sightings of unmanaged devices.
-    async fn unmanaged_record_batch(&self, sightings: Vec<Sighting>) -> StoreResult<()>;
+    async fn unmanaged_record_batch(&self, sightings: &[Sighting]) -> StoreResult<()>;
 
     /// Unmanaged sightings, most recent first.
     async fn unmanaged_list(

@@ -19,6 +19,16 @@ use crate::{
     },
 };
 
+/// An inventory as stored in `facts`: everything but the SBOM, which has its own column.
+pub(crate) fn facts_json(inventory: &Inventory) -> StoreResult<String> {
+    let mut value = serde_json::to_value(inventory)
+        .map_err(|e| StoreError::corrupt("inventory to store", e))?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("software");
+    }
+    Ok(value.to_string())
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::corrupt("value to store", e))
 }
@@ -282,73 +292,87 @@ pub(crate) fn finding_audit_json(f: &Finding) -> serde_json::Value {
 
 /// What a findings sync does to one stored finding.
 pub(crate) enum FindingChange {
-    /// Insert a new open finding.
-    Open(Observation),
-    /// Refresh (and possibly reopen or unsuppress) an existing one.
-    Refresh {
+    /// An observation no unresolved finding matches: reopen the resolved finding of the same
+    /// check and subject if there is one, else insert a new one.
+    OpenOrReopen(Observation),
+    /// An unresolved finding seen again whose status, severity or evidence changed.
+    Update {
         id: String,
         status: FindingStatus,
-        reopened: bool,
         observation: Observation,
     },
-    /// Resolve it.
+    /// Resolve it (its suppression goes with it: a finding that comes back is new risk).
     Resolve { id: String },
 }
 
-/// Decides what a sync changes: `existing` are the stored findings in the sync's scope.
+/// The plan of a sync: the changes, and the unresolved findings seen again (whose
+/// `last_seen` moves).
+pub(crate) struct SyncPlan {
+    pub(crate) changes: Vec<FindingChange>,
+    pub(crate) seen: Vec<String>,
+}
+
+/// Decides what a sync changes. `unresolved` are the stored open and suppressed findings in
+/// the sync's scope. Observations of the same check and subject are merged (the worst
+/// severity wins), so evaluating a device twice cannot open a finding twice.
 pub(crate) fn plan_findings_sync(
-    existing: Vec<Finding>,
+    unresolved: Vec<Finding>,
     observations: Vec<Observation>,
     at: i64,
     delta: &mut crate::inventory::FindingsDelta,
-) -> Vec<FindingChange> {
-    let mut by_key: BTreeMap<(String, String), Finding> = existing
+) -> SyncPlan {
+    let mut merged: BTreeMap<(String, String), Observation> = BTreeMap::new();
+    for o in observations {
+        let key = (o.check.clone(), o.subject.clone());
+        match merged.get(&key) {
+            Some(kept) if kept.severity >= o.severity => {}
+            _ => {
+                merged.insert(key, o);
+            }
+        }
+    }
+    let mut by_key: BTreeMap<(String, String), Finding> = unresolved
         .into_iter()
         .map(|f| ((f.check.clone(), f.subject.clone()), f))
         .collect();
     let mut changes = Vec::new();
-    for observation in observations {
-        let key = (observation.check.clone(), observation.subject.clone());
+    let mut seen = Vec::new();
+    for (key, observation) in merged {
         match by_key.remove(&key) {
-            None => {
-                delta.opened += 1;
-                changes.push(FindingChange::Open(observation));
-            }
+            None => changes.push(FindingChange::OpenOrReopen(observation)),
             Some(found) => {
+                delta.still_open += 1;
                 let suppression_holds = found
                     .suppression
                     .as_ref()
                     .is_some_and(|s| s.until.is_none_or(|u| u > at));
-                let status = if suppression_holds {
+                let status = if found.status == FindingStatus::Suppressed && suppression_holds {
                     FindingStatus::Suppressed
                 } else {
                     FindingStatus::Open
                 };
-                let reopened = found.status == FindingStatus::Resolved;
-                if reopened {
-                    delta.reopened += 1;
-                } else {
-                    delta.still_open += 1;
-                }
                 if found.status == FindingStatus::Suppressed && status == FindingStatus::Open {
                     delta.unsuppressed += 1;
                 }
-                changes.push(FindingChange::Refresh {
-                    id: found.id,
-                    status,
-                    reopened,
-                    observation,
-                });
+                if status != found.status
+                    || observation.severity != found.severity
+                    || observation.evidence != found.evidence
+                {
+                    changes.push(FindingChange::Update {
+                        id: found.id.clone(),
+                        status,
+                        observation,
+                    });
+                }
+                seen.push(found.id);
             }
         }
     }
     for (_, left) in by_key {
-        if left.status != FindingStatus::Resolved {
-            delta.resolved += 1;
-            changes.push(FindingChange::Resolve { id: left.id });
-        }
+        delta.resolved += 1;
+        changes.push(FindingChange::Resolve { id: left.id });
     }
-    changes
+    SyncPlan { changes, seen }
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, tenant, run_trigger, started_at, finished_at, devices, \
@@ -511,17 +535,17 @@ macro_rules! impl_inventory_store {
 
             async fn inventory_record_batch(
                 &self,
-                batch: Vec<$crate::inventory::InventoryWrite>,
+                batch: &[$crate::inventory::InventoryWrite],
             ) -> $crate::StoreResult<()> {
                 if batch.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.begin_device_write().await?;
                 for write in batch {
-                    let mut facts = write.inventory;
-                    let software = facts.software.take();
-                    let facts_json = $crate::sql_inventory::to_json(&facts)?;
-                    let software_json = software
+                    let facts = &write.inventory;
+                    let facts_json = $crate::sql_inventory::facts_json(facts)?;
+                    let software_json = facts
+                        .software
                         .as_ref()
                         .map($crate::sql_inventory::to_json)
                         .transpose()?;
@@ -641,7 +665,7 @@ macro_rules! impl_inventory_store {
 
             async fn presence_record_batch(
                 &self,
-                updates: Vec<$crate::inventory::PresenceUpdate>,
+                updates: &[$crate::inventory::PresenceUpdate],
             ) -> $crate::StoreResult<()> {
                 if updates.is_empty() {
                     return Ok(());
@@ -649,8 +673,8 @@ macro_rules! impl_inventory_store {
                 let mut tx = self.begin_device_write().await?;
                 for u in updates {
                     let telemetry = u.telemetry.as_ref().map($crate::sql_inventory::to_json).transpose()?;
-                    let (agent, agent_version) = match u.agent {
-                        Some((a, v)) => (Some(a), Some(v)),
+                    let (agent, agent_version) = match &u.agent {
+                        Some((a, v)) => (Some(a.as_str()), Some(v.as_str())),
                         None => (None, None),
                     };
                     sqlx::query(
@@ -670,7 +694,7 @@ macro_rules! impl_inventory_store {
                     .bind(u.device.as_str())
                     .bind(u.at)
                     .bind(u.online.unwrap_or(false))
-                    .bind(u.address)
+                    .bind(u.address.as_deref())
                     .bind(agent)
                     .bind(agent_version)
                     .bind(telemetry)
@@ -757,7 +781,7 @@ macro_rules! impl_inventory_store {
 
             async fn device_events_append(
                 &self,
-                events: Vec<$crate::inventory::NewDeviceEvent>,
+                events: &[$crate::inventory::NewDeviceEvent],
             ) -> $crate::StoreResult<()> {
                 if events.is_empty() {
                     return Ok(());
@@ -1023,44 +1047,68 @@ macro_rules! impl_inventory_store {
                 sync: $crate::inventory::FindingsSync,
             ) -> $crate::StoreResult<$crate::inventory::FindingsDelta> {
                 use $crate::sql_inventory::FindingChange;
-                let mut tx = self.begin_device_write().await?;
-                let mut existing = Vec::new();
+                // Serialised with suppressions and other replicas' runs (on PostgreSQL the
+                // audit chain's lock), so a decision read here cannot be undone by a write that
+                // committed meanwhile.
+                let mut tx = self.begin_write().await?;
+                let mut rows: Vec<$crate::sql_inventory::FindingRow> = Vec::new();
                 match &sync.devices {
                     None => {
-                        let rows: Vec<$crate::sql_inventory::FindingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "SELECT {} FROM findings WHERE tenant = $1",
+                        rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                            "SELECT {} FROM findings WHERE tenant = $1 AND status != 'resolved'",
                             $crate::sql_inventory::FINDING_COLUMNS
                         )))
                         .bind(sync.tenant.as_str())
                         .fetch_all(&mut *tx)
                         .await?;
-                        existing.extend(rows);
                     }
                     Some(devices) => {
                         for device in devices {
-                            let rows: Vec<$crate::sql_inventory::FindingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                                "SELECT {} FROM findings WHERE tenant = $1 AND device_id = $2",
+                            let found: Vec<$crate::sql_inventory::FindingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                                "SELECT {} FROM findings WHERE tenant = $1 AND device_id = $2 \
+                                 AND status != 'resolved'",
                                 $crate::sql_inventory::FINDING_COLUMNS
                             )))
                             .bind(sync.tenant.as_str())
                             .bind(device.as_str())
                             .fetch_all(&mut *tx)
                             .await?;
-                            existing.extend(rows);
+                            rows.extend(found);
                         }
                     }
                 }
                 let checks: std::collections::HashSet<&str> = sync.checks.iter().map(String::as_str).collect();
-                let existing = existing
+                let unresolved = rows
                     .into_iter()
                     .map($crate::sql_inventory::finding_from_row)
                     .filter(|f| f.as_ref().map_or(true, |f| checks.contains(f.check.as_str())))
                     .collect::<$crate::StoreResult<Vec<_>>>()?;
                 let mut delta = $crate::inventory::FindingsDelta::default();
                 let at = sync.at;
-                for change in $crate::sql_inventory::plan_findings_sync(existing, sync.observations, at, &mut delta) {
+                let plan = $crate::sql_inventory::plan_findings_sync(unresolved, sync.observations, at, &mut delta);
+                for change in plan.changes {
                     match change {
-                        FindingChange::Open(o) => {
+                        FindingChange::OpenOrReopen(o) => {
+                            let evidence = $crate::sql_inventory::to_json(&o.evidence)?;
+                            let reopened = sqlx::query(
+                                "UPDATE findings SET status = 'open', severity = $4, evidence = $5, \
+                                 last_seen = $6, resolved_at = NULL, reopened = reopened + 1 \
+                                 WHERE tenant = $1 AND check_id = $2 AND subject = $3",
+                            )
+                            .bind(sync.tenant.as_str())
+                            .bind(&o.check)
+                            .bind(&o.subject)
+                            .bind(o.severity.as_str())
+                            .bind(&evidence)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                            if reopened > 0 {
+                                delta.reopened += 1;
+                                continue;
+                            }
+                            delta.opened += 1;
                             sqlx::query(
                                 "INSERT INTO findings (id, tenant, check_id, subject, device_id, severity, \
                                  status, evidence, first_seen, last_seen, reopened) \
@@ -1072,34 +1120,50 @@ macro_rules! impl_inventory_store {
                             .bind(&o.subject)
                             .bind(o.device.as_ref().map(|d| d.as_str()))
                             .bind(o.severity.as_str())
-                            .bind($crate::sql_inventory::to_json(&o.evidence)?)
+                            .bind(&evidence)
                             .bind(at)
                             .execute(&mut *tx)
                             .await?;
                         }
-                        FindingChange::Refresh { id, status, reopened, observation: o } => {
+                        FindingChange::Update { id, status, observation: o } => {
                             sqlx::query(
-                                "UPDATE findings SET severity = $2, status = $3, evidence = $4, \
-                                 last_seen = $5, resolved_at = NULL, reopened = reopened + $6 \
-                                 WHERE id = $1",
+                                "UPDATE findings SET severity = $3, status = $4, evidence = $5 \
+                                 WHERE tenant = $1 AND id = $2",
                             )
+                            .bind(sync.tenant.as_str())
                             .bind(&id)
                             .bind(o.severity.as_str())
                             .bind(status.as_str())
                             .bind($crate::sql_inventory::to_json(&o.evidence)?)
-                            .bind(at)
-                            .bind(i64::from(reopened))
                             .execute(&mut *tx)
                             .await?;
                         }
                         FindingChange::Resolve { id } => {
-                            sqlx::query("UPDATE findings SET status = 'resolved', resolved_at = $2 WHERE id = $1")
-                                .bind(&id)
-                                .bind(at)
-                                .execute(&mut *tx)
-                                .await?;
+                            sqlx::query(
+                                "UPDATE findings SET status = 'resolved', resolved_at = $3, \
+                                 suppressed_reason = NULL, suppressed_by = NULL, suppressed_at = NULL, \
+                                 suppressed_until = NULL WHERE tenant = $1 AND id = $2",
+                            )
+                            .bind(sync.tenant.as_str())
+                            .bind(&id)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
                         }
                     }
+                }
+                // Findings still failing: one statement per few hundred, not one each.
+                for ids in plan.seen.chunks(500) {
+                    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+                    let sql = format!(
+                        "UPDATE findings SET last_seen = $2 WHERE tenant = $1 AND id IN ({})",
+                        placeholders.join(", ")
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(sync.tenant.as_str()).bind(at);
+                    for id in ids {
+                        query = query.bind(id);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(delta)
@@ -1193,13 +1257,15 @@ macro_rules! impl_inventory_store {
                         }
                         sqlx::query(
                             "UPDATE findings SET status = 'suppressed', suppressed_reason = $2, \
-                             suppressed_by = $3, suppressed_at = $4, suppressed_until = $5 WHERE id = $1",
+                             suppressed_by = $3, suppressed_at = $4, suppressed_until = $5 \
+                             WHERE id = $1 AND tenant = $6",
                         )
                         .bind(id)
                         .bind(&s.reason)
                         .bind(&s.by)
                         .bind(s.at)
                         .bind(s.until)
+                        .bind(tenant.as_str())
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -1212,9 +1278,10 @@ macro_rules! impl_inventory_store {
                         sqlx::query(
                             "UPDATE findings SET status = 'open', suppressed_reason = NULL, \
                              suppressed_by = NULL, suppressed_at = NULL, suppressed_until = NULL \
-                             WHERE id = $1",
+                             WHERE id = $1 AND tenant = $2",
                         )
                         .bind(id)
+                        .bind(tenant.as_str())
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -1278,12 +1345,12 @@ macro_rules! impl_inventory_store {
                 page: &$crate::PageRequest,
             ) -> $crate::StoreResult<$crate::Page<$crate::inventory::PostureRun>> {
                 let rows: Vec<$crate::sql_inventory::RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM posture_runs WHERE tenant = $1 AND id < $2 \
+                    "SELECT {} FROM posture_runs WHERE tenant = $1 AND ($2 IS NULL OR id < $2) \
                      ORDER BY id DESC LIMIT $3",
                     $crate::sql_inventory::RUN_COLUMNS
                 )))
                 .bind(tenant.as_str())
-                .bind(page.after.as_deref().unwrap_or("\u{10FFFF}"))
+                .bind(page.after.as_deref())
                 .bind(i64::from(page.limit) + 1)
                 .fetch_all(&self.pool)
                 .await?;
@@ -1368,7 +1435,7 @@ macro_rules! impl_inventory_store {
 
             async fn unmanaged_record_batch(
                 &self,
-                sightings: Vec<$crate::inventory::Sighting>,
+                sightings: &[$crate::inventory::Sighting],
             ) -> $crate::StoreResult<()> {
                 if sightings.is_empty() {
                     return Ok(());
@@ -1402,8 +1469,8 @@ macro_rules! impl_inventory_store {
                 page: &$crate::PageRequest,
             ) -> $crate::StoreResult<$crate::Page<$crate::inventory::UnmanagedEntry>> {
                 let offset = match page.after.as_deref() {
-                    Some(c) => c.parse::<i64>().map_err(|_| $crate::StoreError::NotFound {
-                        what: format!("unmanaged cursor {c:?}"),
+                    Some(c) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        $crate::StoreError::NotFound { what: format!("unmanaged cursor {c:?}") }
                     })?,
                     None => 0,
                 };

@@ -104,7 +104,7 @@ async fn reports_history_and_drift(store: Arc<dyn Store>, _t: Tamper) {
         after: Some(after),
     };
     store
-        .inventory_record_batch(vec![
+        .inventory_record_batch(&[
             InventoryWrite {
                 tenant: tenant(),
                 device: dev("cam-1"),
@@ -127,7 +127,7 @@ async fn reports_history_and_drift(store: Arc<dyn Store>, _t: Tamper) {
         .await
         .unwrap();
     store
-        .inventory_record_batch(vec![InventoryWrite {
+        .inventory_record_batch(&[InventoryWrite {
             tenant: tenant(),
             device: dev("cam-1"),
             received_at: 2000,
@@ -258,7 +258,7 @@ async fn presence_tags_groups_and_the_fleet(store: Arc<dyn Store>, _t: Tamper) {
         telemetry: None,
     };
     store
-        .presence_record_batch(vec![seen("a-1", 100, Some(true))])
+        .presence_record_batch(&[seen("a-1", 100, Some(true))])
         .await
         .unwrap();
     let telemetry = Telemetry {
@@ -269,7 +269,7 @@ async fn presence_tags_groups_and_the_fleet(store: Arc<dyn Store>, _t: Tamper) {
         ..Telemetry::default()
     };
     store
-        .presence_record_batch(vec![
+        .presence_record_batch(&[
             PresenceUpdate {
                 telemetry: Some(telemetry.clone()),
                 agent: Some(("garrison-agent".into(), "0.1.0".into())),
@@ -417,7 +417,7 @@ async fn presence_tags_groups_and_the_fleet(store: Arc<dyn Store>, _t: Tamper) {
     assert!(fleet[1].presence.is_none() && fleet[1].summary.is_none());
 
     store
-        .presence_record_batch(vec![seen("a-1", 400, Some(false))])
+        .presence_record_batch(&[seen("a-1", 400, Some(false))])
         .await
         .unwrap();
     let fleet = store.fleet_entries(&tenant()).await.unwrap();
@@ -758,7 +758,7 @@ async fn runs_policies_events_and_sightings(store: Arc<dyn Store>, _t: Tamper) {
         body: json!({"kind": kind}),
     };
     store
-        .device_events_append(vec![
+        .device_events_append(&[
             event("a-1", "login_failed", 1),
             event("b-1", "file_changed", 2),
             event("a-1", "login_succeeded", 3),
@@ -795,7 +795,7 @@ async fn runs_policies_events_and_sightings(store: Arc<dyn Store>, _t: Tamper) {
         detail: format!("refused at {at}"),
     };
     store
-        .unmanaged_record_batch(vec![
+        .unmanaged_record_batch(&[
             sight("rogue", "10.1.1.1", 5),
             sight("rogue", "10.1.1.1", 9),
             sight("other", "10.1.1.2", 7),
@@ -828,4 +828,90 @@ async fn runs_policies_events_and_sightings(store: Arc<dyn Store>, _t: Tamper) {
     assert_eq!(next.items[0].identity, "other");
     assert!(next.next.is_none());
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
+}
+
+both!(findings_merge_duplicates_and_resolution_ends_a_suppression);
+async fn findings_merge_duplicates_and_resolution_ends_a_suppression(
+    store: Arc<dyn Store>,
+    _t: Tamper,
+) {
+    let sync = |observations: Vec<Observation>, at: i64| FindingsSync {
+        tenant: tenant(),
+        checks: vec!["telnet".into()],
+        devices: Some(vec![dev("a-1")]),
+        observations,
+        at,
+    };
+    // A device evaluated twice in one batch: one finding, the worse severity.
+    let d = store
+        .findings_sync(sync(
+            vec![
+                observe("telnet", "a-1", Severity::Medium),
+                observe("telnet", "a-1", Severity::High),
+            ],
+            10,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(d.opened, 1);
+    let all = store
+        .findings_list(
+            &tenant(),
+            &FindingFilter::default(),
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1);
+    assert_eq!(all.items[0].severity, Severity::High);
+    let id = all.items[0].id.clone();
+    store
+        .finding_suppress(
+            &tenant(),
+            &id,
+            Some(Suppression {
+                reason: "accepted".into(),
+                by: "alice".into(),
+                at: 11,
+                until: None,
+            }),
+            rec("finding.suppress", &id),
+        )
+        .await
+        .unwrap();
+    // Fixed, then broken again: the comeback is new risk, not the accepted one.
+    store.findings_sync(sync(vec![], 20)).await.unwrap();
+    let resolved = store.finding_get(&tenant(), &id).await.unwrap().unwrap();
+    assert_eq!(
+        (resolved.status, resolved.suppression),
+        (FindingStatus::Resolved, None)
+    );
+    let d = store
+        .findings_sync(sync(vec![observe("telnet", "a-1", Severity::High)], 30))
+        .await
+        .unwrap();
+    assert_eq!((d.opened, d.reopened), (0, 1));
+    let back = store.finding_get(&tenant(), &id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.reopened, back.last_seen, back.first_seen),
+        (FindingStatus::Open, 1, 30, 10)
+    );
+    // Seen again unchanged: only last_seen moves.
+    let d = store
+        .findings_sync(sync(vec![observe("telnet", "a-1", Severity::High)], 40))
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.opened, d.reopened, d.still_open, d.resolved),
+        (0, 0, 1, 0)
+    );
+    assert_eq!(
+        store
+            .finding_get(&tenant(), &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        40
+    );
 }

@@ -23,6 +23,10 @@ pub struct Inventory {
     pub posture: PostureService,
     /// Where the broker's messages go.
     pub incoming: mpsc::Sender<Incoming>,
+    /// The intake task; it ends once every sender is gone and it has written what it holds.
+    pub ingest: tokio::task::JoinHandle<()>,
+    /// Tells the forwarders to hand on what they hold and stop.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Loads the fleet index and starts the intake, the audit and their helpers.
@@ -52,7 +56,8 @@ pub async fn start(
     settings.presence_flush = config.inventory.presence_flush;
     let ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
     let (incoming, incoming_rx) = mpsc::channel::<Incoming>(10_000);
-    tokio::spawn(ingestor.run(incoming_rx));
+    let ingest = tokio::spawn(ingestor.run(incoming_rx));
+    let (stop, _) = tokio::sync::watch::channel(false);
 
     let p = &config.posture;
     let posture = PostureService::new(
@@ -88,6 +93,8 @@ pub async fn start(
         service: InventoryService::new(store, index),
         posture,
         incoming,
+        ingest,
+        stop,
     })
 }
 
@@ -97,61 +104,92 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "garrison".into())
 }
 
-/// Forwards accepted device messages to the intake. Awaiting the send keeps the broker's
-/// back-pressure: a slow intake slows publishers, nothing is dropped.
-pub async fn forward_messages(
-    mut messages: mpsc::Receiver<DeviceMessage>,
+/// Moves items from `from` to the intake, converted, until `stop` says so; then hands on what
+/// is still queued (it may already have been acknowledged) and returns.
+async fn forward<T>(
+    mut from: mpsc::Receiver<T>,
     incoming: mpsc::Sender<Incoming>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    convert: fn(T) -> Incoming,
 ) {
-    while let Some(m) = messages.recv().await {
-        metrics::counter!("garrison_intake_messages_total").increment(1);
-        let item = Incoming::Message {
-            device: m.device,
-            topic: m.topic,
-            payload: m.payload,
-            received_at: m.received_at,
-        };
-        if incoming.send(item).await.is_err() {
-            return;
+    loop {
+        tokio::select! {
+            item = from.recv() => match item {
+                Some(item) => {
+                    if incoming.send(convert(item)).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            // (`changed`, not `wait_for`: its guard must not live across the sends below.)
+            _ = stop.changed() => {
+                while let Ok(item) = from.try_recv() {
+                    if incoming.send(convert(item)).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
         }
     }
 }
 
+fn message_incoming(m: DeviceMessage) -> Incoming {
+    metrics::counter!("garrison_intake_messages_total").increment(1);
+    Incoming::Message {
+        device: m.device,
+        topic: m.topic,
+        payload: m.payload,
+        received_at: m.received_at,
+    }
+}
+
+fn session_incoming(e: SessionEvent) -> Incoming {
+    match e {
+        SessionEvent::Connected {
+            device,
+            address,
+            at,
+        } => Incoming::Connected {
+            device,
+            address,
+            at,
+        },
+        SessionEvent::Disconnected { device, at } => Incoming::Disconnected { device, at },
+        SessionEvent::Refused {
+            client_id,
+            common_name,
+            address,
+            reason,
+            at,
+        } => Incoming::Refused {
+            client_id,
+            common_name,
+            address,
+            reason: reason.to_owned(),
+            at,
+        },
+    }
+}
+
+/// Forwards accepted device messages to the intake. Awaiting the send keeps the broker's
+/// back-pressure: a slow intake slows publishers, nothing is dropped.
+pub async fn forward_messages(
+    messages: mpsc::Receiver<DeviceMessage>,
+    incoming: mpsc::Sender<Incoming>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    forward(messages, incoming, stop, message_incoming).await;
+}
+
 /// Forwards the broker's session events (presence, refused connects).
 pub async fn forward_sessions(
-    mut events: mpsc::Receiver<SessionEvent>,
+    events: mpsc::Receiver<SessionEvent>,
     incoming: mpsc::Sender<Incoming>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    while let Some(e) = events.recv().await {
-        let item = match e {
-            SessionEvent::Connected {
-                device,
-                address,
-                at,
-            } => Incoming::Connected {
-                device,
-                address,
-                at,
-            },
-            SessionEvent::Disconnected { device, at } => Incoming::Disconnected { device, at },
-            SessionEvent::Refused {
-                client_id,
-                common_name,
-                address,
-                reason,
-                at,
-            } => Incoming::Refused {
-                client_id,
-                common_name,
-                address,
-                reason: reason.to_owned(),
-                at,
-            },
-        };
-        if incoming.send(item).await.is_err() {
-            return;
-        }
-    }
+    forward(events, incoming, stop, session_incoming).await;
 }
 
 /// Keeps the index's identity facts (quarantine, current certificate) in step with the

@@ -25,6 +25,7 @@ pub(crate) struct Server {
     /// The inventory and the audit.
     pub(crate) inventory: crate::inventory::Inventory,
     broker: Option<Arc<Broker>>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
     lab: Option<garrison_broker::LabBroker>,
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -130,17 +131,19 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     let inventory = crate::inventory::start(&config, store.clone(), tenant.clone(), &identity)
         .await
         .context("cannot start the inventory")?;
+    let mut forwarders = Vec::new();
     let broker = if config.broker.enabled {
-        let broker = std::sync::Arc::new(
-            start_broker(
-                &config,
-                &settings,
-                &ca,
-                identity.clone(),
-                inventory.incoming.clone(),
-            )
-            .await?,
-        );
+        let (broker, tasks) = start_broker(
+            &config,
+            &settings,
+            &ca,
+            identity.clone(),
+            inventory.incoming.clone(),
+            inventory.stop.subscribe(),
+        )
+        .await?;
+        forwarders = tasks;
+        let broker = Arc::new(broker);
         inventory.posture.attach_connections(std::sync::Arc::new(
             crate::inventory::BrokerConnections(broker.clone()),
         ));
@@ -210,6 +213,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         identity,
         inventory,
         broker,
+        forwarders,
         lab,
         listener,
         tls,
@@ -278,6 +282,22 @@ impl Server {
         if let Some(lab) = &self.lab {
             lab.shutdown();
         }
+        // Messages the broker acknowledged may still be queued: hand them on, let the intake
+        // write them, then close the store.
+        let _ = self.inventory.stop.send(true);
+        for f in self.forwarders {
+            let _ = f.await;
+        }
+        let crate::inventory::Inventory {
+            incoming, ingest, ..
+        } = self.inventory;
+        drop(incoming);
+        if tokio::time::timeout(Duration::from_secs(60), ingest)
+            .await
+            .is_err()
+        {
+            tracing::error!("The intake did not finish writing within 60 s; stopping anyway");
+        }
         self.store.close().await;
         tracing::info!("Garrison stopped; storage flushed");
         Ok(())
@@ -292,7 +312,8 @@ async fn start_broker(
     ca: &garrison_pki::CertificateAuthority,
     identity: IdentityService,
     incoming: tokio::sync::mpsc::Sender<garrison_inventory::Incoming>,
-) -> anyhow::Result<Broker> {
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(Broker, Vec<tokio::task::JoinHandle<()>>)> {
     let files = setup::write_broker_tls_files(
         &settings.data_dir,
         ca,
@@ -321,14 +342,20 @@ async fn start_broker(
     );
     let (sessions_tx, sessions) = tokio::sync::mpsc::channel(10_000);
     broker_settings.session_events = Some(sessions_tx);
-    tokio::spawn(crate::inventory::forward_messages(
-        messages,
-        incoming.clone(),
-    ));
-    tokio::spawn(crate::inventory::forward_sessions(sessions, incoming));
-    Broker::start(broker_settings, identity, intake)
+    let forwarders = vec![
+        tokio::spawn(crate::inventory::forward_messages(
+            messages,
+            incoming.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::inventory::forward_sessions(sessions, incoming, stop)),
+    ];
+    let broker = Broker::start(broker_settings, identity, intake)
         .await
-        .context("cannot start the MQTT broker; change broker.listen or set broker.enabled = false")
+        .context(
+            "cannot start the MQTT broker; change broker.listen or set broker.enabled = false",
+        )?;
+    Ok((broker, forwarders))
 }
 
 /// Re-signs the CRL well before its next-update time, so relying parties never see it lapse

@@ -208,6 +208,18 @@ fn devices_speak_only_as_themselves_and_revocation_is_live() {
     assert!(err.contains("not authorised"), "{err}");
     let (rc, _) = mqtt.publish("", "dev-1", "garrison/v1/d/dev-1/telemetry", &[]);
     assert_ne!(rc, 0, "no client certificate");
+    // A will is published by the broker after the device is gone, past the ACL and the
+    // intake: devices may not leave one, not even on their own topics.
+    for will_topic in ["garrison/v1/d/dev-2/cmd", "garrison/v1/d/dev-1/telemetry"] {
+        let (rc, err) = mqtt.publish(
+            "dev-1",
+            "dev-1",
+            "garrison/v1/d/dev-1/telemetry",
+            &["--will-topic", will_topic, "--will-payload", "{}"],
+        );
+        assert_eq!(rc, 5, "a will on {will_topic}: {err}");
+        assert!(err.contains("not authorised"), "{err}");
+    }
     let rogue = h.join("rogue");
     std::fs::create_dir_all(&rogue).unwrap();
     for args in [

@@ -478,3 +478,83 @@ fn the_agent_reports_a_machine_it_reads() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn what_was_acknowledged_before_sigterm_is_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start_with_env(
+        home,
+        &[
+            ("GARRISON_BROKER__MAX_MESSAGES_PER_SECOND", "0"),
+            ("GARRISON_BROKER__MAX_BYTES_PER_SECOND", "0"),
+        ],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let token = bootstrap_token(&est, "dev-1", 1);
+    let csr = est.csr("dev-1", "dev-1");
+    let (status, text) = est.enroll("simpleenroll", &csr, &["-u", &format!("dev-1:{token}")]);
+    assert_eq!(status, 200, "{text}");
+    std::fs::write(home.join("dev-1.pem"), est.certs_from(&text, "dev-1-cert")).unwrap();
+
+    // 200 inventories, each naming a new host name and carrying a 2,000-package SBOM, one per
+    // line; mosquitto_pub returns once the broker has acknowledged every one (QoS 1), well
+    // before the server has written them all.
+    let components: Vec<Value> = (0..2000)
+        .map(|i| json!({"type": "library", "name": format!("package-{i}"), "version": "1.0.0"}))
+        .collect();
+    let lines: String = (0..200)
+        .map(|i| {
+            let report = json!({"schema": 1, "collected_at": 1_764_633_600_000i64, "os": {"hostname": format!("h-{i}")},
+                "software": {"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components}});
+            format!("{report}\n")
+        })
+        .collect();
+    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
+    let (ok, _, err) = run(
+        Command::new("mosquitto_pub")
+            .args(["-h", host, "-p", port, "--cafile"])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(home.join("dev-1.pem"))
+            .arg("--key")
+            .arg(home.join("dev-1.key"))
+            .args([
+                "-i",
+                "dev-1",
+                "-q",
+                "1",
+                "-t",
+                "garrison/v1/d/dev-1/inventory",
+                "-l",
+            ]),
+        Some(&lines),
+    );
+    assert!(ok, "mosquitto_pub: {err}");
+    // Stop at once: what is still queued inside the server must be written before it exits.
+    let password = server.password.clone();
+    let mut server = server;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_exit(&mut server.child);
+    assert!(status.success(), "serve exited with {status:?}");
+    drop(server);
+
+    let mut server = start(home, &[]);
+    server.password = password;
+    let est = est_for(&server, home, &ca);
+    let history = all_pages(&est, "/api/v1/devices/dev-1/history?fact=os.hostname");
+    assert_eq!(
+        history.len(),
+        200,
+        "every acknowledged report is in the history"
+    );
+    let (_, device) = est.api("GET", "/api/v1/devices/dev-1", None);
+    assert_eq!(device["hostname"], "h-199");
+}
