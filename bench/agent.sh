@@ -70,6 +70,9 @@ fi
   { echo "no release binaries under $TARGET" >&2; exit 2; }
 export RUST_LIB_BACKTRACE=0
 TCK=$(getconf CLK_TCK)
+# The tree as it was built (read now: others may commit or edit while this runs).
+SOURCE="git $(git rev-parse --short HEAD 2>/dev/null || echo ?), \
+$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l) files changed in the working tree at $(date -u +%T) UTC"
 
 work=$(mktemp -d)
 pids=()
@@ -294,9 +297,7 @@ bmb() { [ "$1" = - ] && echo - || awk -v b="$1" 'BEGIN {printf "%.1f", b / 10485
 echo
 echo "== Device agent footprint =="
 echo "$(date -u +%F), $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, Linux $(uname -r)"
-echo "$("$AGENT" --version) (git $(git rev-parse --short HEAD 2>/dev/null || echo ?), \
-$(git --no-optional-locks status --porcelain 2>/dev/null | wc -l) files changed in the working tree) vs \
-$("$PEER" --version 2>&1 | head -1)"
+echo "$("$AGENT" --version) ($SOURCE) vs $("$PEER" --version 2>&1 | head -1)"
 echo "$RUNS rounds, alternating; ${WARMUP}s warm-up, ${WINDOW}s window at 1 Hz; agent: telemetry $TELEMETRY, \
 scan $SCAN, real /; peer scraped every ${SCRAPE}s"
 printf '| %-50s | %10s | %10s | %9s |\n' figure agent peer "agent/peer"

@@ -2,8 +2,8 @@
 //! publish and subscribe — so it lives in memory, behind locks held for a lookup only.
 //!
 //! It is loaded from the store at start and updated by [`IdentityService`](crate::IdentityService)
-//! in the same call that changes the store. (Several replicas sharing one PostgreSQL would each
-//! need to refresh it from the store; a single server keeps it exact.)
+//! in the same call that changes the store; changes other replicas make to a shared store are
+//! picked up by [`IdentityService::follow_store`](crate::IdentityService::follow_store).
 
 use std::{
     collections::HashSet,

@@ -403,9 +403,8 @@ impl IdentityService {
 
     /// Records an issuance. On SQLite (one writer, one fsync per commit) it goes to the
     /// group-commit writer. PostgreSQL already shares WAL flushes between concurrent commits,
-    /// and batching there made the rate fall run after run (measured with batches of 16–256
-    /// and token uses counted once per batch; cause not yet found), so each issuance commits
-    /// on its own.
+    /// so each issuance commits on its own: with planner statistics kept fresh
+    /// (`Store::refresh_statistics`) batching measured no better there (BENCHMARKS.md).
     async fn record(&self, request: IssueRequest) -> Result<Issued, EnrollError> {
         if self.inner.store.backend() != Backend::Sqlite {
             return Ok(self
@@ -588,6 +587,51 @@ impl IdentityService {
         }
     }
 
+    /// Follows revocations and quarantine changes made by other replicas sharing the store,
+    /// polling every `every`: each change not yet in this process's directory is applied and
+    /// announced exactly as a local one, so the broker here closes a session within about
+    /// `every` of another replica revoking its certificate. Polls overlap by a few seconds so
+    /// replica clocks need not agree exactly; re-seen changes are ignored.
+    pub async fn follow_store(self, every: Duration) {
+        const OVERLAP_MS: i64 = 5_000;
+        let mut watermark = now_ms();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let changes = match self
+                .inner
+                .store
+                .identity_changes_since(watermark.saturating_sub(OVERLAP_MS))
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot read identity changes from the store; will retry");
+                    continue;
+                }
+            };
+            for (serial, subject, at) in changes.revoked {
+                watermark = watermark.max(at);
+                if !self.inner.directory.is_revoked(&serial) {
+                    tracing::info!(%serial, %subject, "Another replica revoked a certificate");
+                    self.retired(&subject, &serial).await;
+                }
+            }
+            for (device, quarantined, at) in changes.devices {
+                watermark = watermark.max(at);
+                if self.inner.directory.is_quarantined(&device) != quarantined {
+                    tracing::info!(%device, quarantined, "Another replica changed a quarantine profile");
+                    self.inner.directory.set_quarantined(&device, quarantined);
+                    let _ = self.inner.events.send(IdentityEvent::QuarantineChanged {
+                        device,
+                        quarantined,
+                    });
+                }
+            }
+        }
+    }
+
     /// Revokes a certificate: store, CRL, directory, and an event that makes the broker close
     /// its session.
     pub async fn revoke(
@@ -614,18 +658,19 @@ impl IdentityService {
         Ok(cert)
     }
 
-    /// After the store revoked `serial`: directory, broker event, CRL.
+    /// After the store revoked `serial`: directory (new handshakes are refused at once), CRL,
+    /// then the broker event — so whoever sees the event can rely on the CRL listing it.
     async fn retired(&self, subject: &str, serial: &str) {
         self.inner.directory.add_revoked(serial);
+        if let Err(e) = self.refresh_crl().await {
+            // The timer re-signs it; the directory already refuses the serial.
+            tracing::error!(error = %e, "Re-signing the CRL after a revocation failed");
+        }
         let _ = self.inner.events.send(IdentityEvent::Revoked {
             subject: subject.to_owned(),
             serial: serial.to_owned(),
         });
         metrics::counter!("garrison_certificates_revoked_total").increment(1);
-        if let Err(e) = self.refresh_crl().await {
-            // The timer re-signs it; the directory already refuses the serial.
-            tracing::error!(error = %e, "Re-signing the CRL after a revocation failed");
-        }
     }
 
     /// Asks a device to rotate its key: its next renewal (EST `simplereenroll`) supersedes and

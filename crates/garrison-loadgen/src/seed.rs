@@ -151,6 +151,9 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
             .collect();
         store.inventory_record_batch(&writes).await?;
         let done = chunk.last().map_or(0, |d| d.index + 1);
+        // As the server does: keep lookups indexed where autovacuum is off (a no-op where
+        // the statistics are fresh; otherwise a plan cached on the empty tables scans them).
+        store.refresh_statistics().await?;
         if done % 10_000 == 0 || done == args.devices {
             println!(
                 "seeded {done} devices ({:.0}/s)",

@@ -284,6 +284,15 @@ pub struct SubmittedRequest {
     pub source: Option<String>,
 }
 
+/// What [`IdentityStore::identity_changes_since`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityChanges {
+    /// `(serial, subject, revoked_at)`.
+    pub revoked: Vec<(String, String, UnixMillis)>,
+    /// `(device, quarantined, updated_at)`.
+    pub devices: Vec<(DeviceId, bool, UnixMillis)>,
+}
+
 /// Which certificates to list.
 #[derive(Debug, Clone, Default)]
 pub struct CertificateFilter {
@@ -310,6 +319,11 @@ pub trait IdentityStore: Send + Sync {
 
     /// Every quarantined device of every tenant (the broker's start-up view).
     async fn devices_quarantined(&self) -> StoreResult<Vec<(TenantId, DeviceId)>>;
+
+    /// Certificates revoked after `after` (any tenant): `(serial, subject, revoked_at)`, and
+    /// devices changed after `after`: `(device, quarantined, updated_at)` — what another
+    /// replica did, for this one's directory.
+    async fn identity_changes_since(&self, after: UnixMillis) -> StoreResult<IdentityChanges>;
 
     /// Turns the quarantine profile on or off.
     async fn device_set_quarantined(

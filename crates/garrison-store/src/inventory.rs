@@ -660,6 +660,10 @@ pub trait InventoryStore: Send + Sync {
     /// Records sightings of unmanaged devices.
     async fn unmanaged_record_batch(&self, sightings: &[Sighting]) -> StoreResult<()>;
 
+    /// Deletes fact history, drift and device events recorded before `before`, and unmanaged
+    /// sightings last seen before it; returns the rows deleted.
+    async fn inventory_prune(&self, tenant: &TenantId, before: UnixMillis) -> StoreResult<u64>;
+
     /// Unmanaged sightings, most recent first.
     async fn unmanaged_list(
         &self,

@@ -69,6 +69,16 @@ pub trait Store: IdentityStore + InventoryStore + Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Re-analyses tables whose planner statistics have gone stale and returns their names.
+    ///
+    /// PostgreSQL: every table with more than 50 + 10 % of its rows changed since its last
+    /// `ANALYZE` (autovacuum's own default threshold), so this is a no-op where autovacuum keeps
+    /// up. Where autovacuum is off, it is what stops a plan cached while a table was still
+    /// empty (a sequential scan) from being reused by every pooled connection as the table
+    /// grows: an issuance then slows down linearly with the fleet. SQLite: `PRAGMA optimize`,
+    /// which analyses only where it expects plans to change.
+    async fn refresh_statistics(&self) -> StoreResult<Vec<String>>;
+
     /// Flushes and closes connections (checkpoints the SQLite WAL).
     async fn close(&self);
 

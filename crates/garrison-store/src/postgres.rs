@@ -80,6 +80,24 @@ impl PostgresStore {
         Ok(())
     }
 
+    async fn analyze_stale(&self) -> StoreResult<Vec<String>> {
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_stat_user_tables \
+             WHERE schemaname = current_schema() \
+             AND n_mod_since_analyze > 50 + 0.1 * GREATEST(n_live_tup, 0) ORDER BY relname",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for table in &stale {
+            // The name comes from the catalogue, but quote it anyway: it is an identifier.
+            let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {quoted}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(stale)
+    }
+
     async fn close_pool(&self) {
         self.pool.close().await;
     }

@@ -225,6 +225,10 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn refresh_statistics(&self) -> $crate::StoreResult<Vec<String>> {
+                self.analyze_stale().await
+            }
+
             async fn close(&self) {
                 self.close_pool().await
             }

@@ -503,6 +503,33 @@ macro_rules! impl_identity_store {
                 Ok($crate::sql::paginate(items, page.limit, |d| d.id.to_string()))
             }
 
+            async fn identity_changes_since(
+                &self,
+                after: garrison_core::UnixMillis,
+            ) -> $crate::StoreResult<$crate::identity::IdentityChanges> {
+                let revoked: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT serial, subject, revoked_at FROM certificates \
+                     WHERE revoked_at > $1 ORDER BY revoked_at LIMIT 10000",
+                )
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+                let devices: Vec<(String, bool, i64)> = sqlx::query_as(
+                    "SELECT id, quarantined, updated_at FROM devices \
+                     WHERE updated_at > $1 ORDER BY updated_at LIMIT 10000",
+                )
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok($crate::identity::IdentityChanges {
+                    revoked,
+                    devices: devices
+                        .into_iter()
+                        .map(|(d, q, at)| Ok((garrison_core::DeviceId::new(d)?, q, at)))
+                        .collect::<$crate::StoreResult<_>>()?,
+                })
+            }
+
             async fn devices_quarantined(
                 &self,
             ) -> $crate::StoreResult<Vec<(garrison_core::TenantId, garrison_core::DeviceId)>> {

@@ -29,6 +29,10 @@ pub(crate) fn facts_json(inventory: &Inventory) -> StoreResult<String> {
     Ok(value.to_string())
 }
 
+/// Rows per multi-row INSERT: 6 parameters each stays far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters per statement.
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::corrupt("value to store", e))
 }
@@ -567,21 +571,30 @@ macro_rules! impl_inventory_store {
                     .bind(&summary_json)
                     .execute(&mut *tx)
                     .await?;
-                    for change in &write.changes {
-                        let before = change.before.as_ref().map($crate::sql_inventory::to_json).transpose()?;
-                        let after = change.after.as_ref().map($crate::sql_inventory::to_json).transpose()?;
-                        sqlx::query(
-                            "INSERT INTO fact_history (tenant, device_id, at, fact, before_value, \
-                             after_value) VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(write.tenant.as_str())
-                        .bind(write.device.as_str())
-                        .bind(change.at)
-                        .bind(&change.fact)
-                        .bind(before)
-                        .bind(after)
-                        .execute(&mut *tx)
-                        .await?;
+                    // One multi-row INSERT per device (a first report has a change per
+                    // fact): on PostgreSQL each statement is a round trip.
+                    for chunk in write.changes.chunks($crate::sql_inventory::ROWS_PER_INSERT) {
+                        let mut values = Vec::with_capacity(chunk.len());
+                        for change in chunk {
+                            values.push((
+                                change,
+                                change.before.as_ref().map($crate::sql_inventory::to_json).transpose()?,
+                                change.after.as_ref().map($crate::sql_inventory::to_json).transpose()?,
+                            ));
+                        }
+                        let mut insert = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO fact_history (tenant, device_id, at, fact, before_value, after_value) ",
+                        );
+                        insert.push_values(values, |mut row, (change, before, after)| {
+                            row.push_bind(write.tenant.as_str())
+                                .push_bind(write.device.as_str())
+                                .push_bind(change.at)
+                                .push_bind(change.fact.as_str())
+                                .push_bind(before)
+                                .push_bind(after);
+                        });
+                        // Row counts vary: keep these out of the prepared-statement cache.
+                        insert.build().persistent(false).execute(&mut *tx).await?;
                     }
                     for drift in &write.drift {
                         let before = drift.before.as_ref().map($crate::sql_inventory::to_json).transpose()?;
@@ -1461,6 +1474,31 @@ macro_rules! impl_inventory_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn inventory_prune(
+                &self,
+                tenant: &garrison_core::TenantId,
+                before: garrison_core::UnixMillis,
+            ) -> $crate::StoreResult<u64> {
+                let mut deleted = 0;
+                for sql in [
+                    "DELETE FROM fact_history WHERE tenant = $1 AND at < $2",
+                    "DELETE FROM drift_events WHERE tenant = $1 AND at < $2",
+                    "DELETE FROM device_events WHERE tenant = $1 AND received_at < $2",
+                    "DELETE FROM unmanaged_sightings WHERE tenant = $1 AND last_seen < $2",
+                ] {
+                    // One table per transaction: pruning never holds the write lock for long.
+                    let mut tx = self.begin_device_write().await?;
+                    deleted += sqlx::query(sql)
+                        .bind(tenant.as_str())
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                }
+                Ok(deleted)
             }
 
             async fn unmanaged_list(

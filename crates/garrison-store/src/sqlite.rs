@@ -74,6 +74,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn analyze_stale(&self) -> StoreResult<Vec<String>> {
+        // `PRAGMA optimize` decides for itself what needs analysing and reports nothing back.
+        sqlx::query("PRAGMA optimize").execute(&self.pool).await?;
+        Ok(Vec::new())
+    }
+
     async fn close_pool(&self) {
         // Fold the WAL back into the main file so a copied data directory is self-contained.
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -915,3 +915,52 @@ async fn findings_merge_duplicates_and_resolution_ends_a_suppression(
         40
     );
 }
+
+both!(history_past_its_retention_is_pruned);
+async fn history_past_its_retention_is_pruned(store: Arc<dyn Store>, _t: Tamper) {
+    enroll(&store, &["old-1"]).await;
+    let write = |at: i64| InventoryWrite {
+        tenant: tenant(),
+        device: dev("old-1"),
+        received_at: at,
+        inventory: report("cam-x", &[]),
+        summary: DeviceSummary::default(),
+        changes: vec![FactChange {
+            fact: "hardware.model".into(),
+            at,
+            before: None,
+            after: Some(json!(at)),
+        }],
+        drift: vec![NewDrift {
+            kind: "k".into(),
+            fact: "f".into(),
+            severity: Severity::Low,
+            before: None,
+            after: None,
+            detail: "d".into(),
+        }],
+    };
+    store.inventory_record_batch(&[write(100)]).await.unwrap();
+    store.inventory_record_batch(&[write(5000)]).await.unwrap();
+    assert_eq!(
+        store.inventory_prune(&tenant(), 1000).await.unwrap(),
+        2,
+        "one history row, one drift event"
+    );
+    let history = store
+        .fact_history(&tenant(), &dev("old-1"), None, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        history.items.iter().map(|c| c.at).collect::<Vec<_>>(),
+        [5000]
+    );
+    assert!(
+        store
+            .inventory_get(&tenant(), &dev("old-1"), false)
+            .await
+            .unwrap()
+            .is_some(),
+        "the latest report stays"
+    );
+}

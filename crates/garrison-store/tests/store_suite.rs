@@ -801,6 +801,36 @@ async fn claims_quarantine_and_lookup(store: Arc<dyn Store>, _t: Tamper) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+    // What another replica polls for: the revoked claim and the quarantined device, each
+    // with the instant it changed; nothing once the watermark has passed them.
+    let changes = store.identity_changes_since(0).await.unwrap();
+    assert_eq!(
+        changes
+            .revoked
+            .iter()
+            .map(|(serial, subject, _)| (serial.as_str(), subject.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("c1", "factory-b")]
+    );
+    assert!(
+        changes
+            .devices
+            .iter()
+            .any(|(d, q, _)| *d == dev("plug-1") && *q)
+    );
+    let latest = changes
+        .revoked
+        .iter()
+        .map(|c| c.2)
+        .chain(changes.devices.iter().map(|c| c.2))
+        .max()
+        .unwrap();
+    assert!(latest <= now_ms());
+    let after = store.identity_changes_since(latest).await.unwrap();
+    assert!(
+        after.revoked.is_empty() && after.devices.is_empty(),
+        "{after:?}"
+    );
     let listed = store
         .devices_list(&tenant(), &PageRequest::first(10))
         .await
@@ -880,5 +910,44 @@ async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
         verification.verified,
         before + 2,
         "one audit entry per issued certificate"
+    );
+}
+
+both!(stale_statistics_are_refreshed);
+async fn stale_statistics_are_refreshed(store: Arc<dyn Store>, _t: Tamper) {
+    for i in 0..300 {
+        store
+            .meta_put_if_absent(&format!("bulk-{i}"), "v")
+            .await
+            .unwrap();
+    }
+    if store.backend() == garrison_store::Backend::Sqlite {
+        // `PRAGMA optimize` chooses for itself; it must simply succeed.
+        assert_eq!(
+            store.refresh_statistics().await.unwrap(),
+            Vec::<String>::new()
+        );
+        return;
+    }
+    // PostgreSQL publishes a session's row counts to the statistics views within about a
+    // second of the session going idle, so wait for the table to show up as stale.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let analysed = store.refresh_statistics().await.unwrap();
+        if analysed.iter().any(|t| t == "garrison_meta") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "garrison_meta never reported stale; analysed {analysed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Once analysed, it is fresh: a second pass leaves it alone.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let again = store.refresh_statistics().await.unwrap();
+    assert!(
+        !again.iter().any(|t| t == "garrison_meta"),
+        "re-analysed: {again:?}"
     );
 }

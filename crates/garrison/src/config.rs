@@ -62,6 +62,9 @@ pub struct InventoryConfig {
     /// How often presence (last seen, online, latest telemetry) is written.
     #[serde(with = "humantime_serde")]
     pub presence_flush: Duration,
+    /// Fact history, drift, device events and unmanaged sightings older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for InventoryConfig {
@@ -71,6 +74,7 @@ impl Default for InventoryConfig {
             max_components: 20_000,
             index_refresh: Duration::from_secs(300),
             presence_flush: Duration::from_secs(5),
+            retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -249,6 +253,9 @@ pub struct EnrollmentConfig {
     pub crl_validity: Duration,
     /// Most pending approval requests at once.
     pub max_pending_requests: i64,
+    /// How often revocations and quarantine changes made by other replicas are picked up.
+    #[serde(with = "humantime_serde")]
+    pub replica_sync: Duration,
 }
 
 impl Default for EnrollmentConfig {
@@ -259,6 +266,7 @@ impl Default for EnrollmentConfig {
             pending_retry_after: Duration::from_secs(60),
             crl_validity: Duration::from_secs(24 * 3600),
             max_pending_requests: 10_000,
+            replica_sync: Duration::from_secs(1),
         }
     }
 }
@@ -468,6 +476,12 @@ impl Config {
             bail!(
                 "keys inventory.max_report_bytes (at least 1024) and inventory.max_components (at least 1) are too small"
             );
+        }
+        if self.enrollment.replica_sync < Duration::from_millis(100) {
+            bail!("invalid value for key enrollment.replica_sync: expected at least 100ms");
+        }
+        if self.inventory.retention < Duration::from_secs(86_400) {
+            bail!("invalid value for key inventory.retention: expected at least 1d");
         }
         if self.inventory.presence_flush < Duration::from_millis(100)
             || self.inventory.index_refresh < Duration::from_secs(1)

@@ -88,6 +88,11 @@ pub async fn start(
         store.clone(),
         config.inventory.index_refresh,
     ));
+    tokio::spawn(prune_daily(
+        store.clone(),
+        index.tenant().clone(),
+        config.inventory.retention,
+    ));
 
     Ok(Inventory {
         service: InventoryService::new(store, index),
@@ -218,6 +223,36 @@ async fn reload_periodically(index: Arc<FleetIndex>, store: Arc<dyn Store>, ever
         tick.tick().await;
         if let Err(e) = index.reload(store.as_ref()).await {
             tracing::warn!(error = %e, "Reloading the fleet index failed; will retry");
+        }
+    }
+}
+
+/// Deletes what is past its retention, once a day, on the replica holding the lease.
+async fn prune_daily(store: Arc<dyn Store>, tenant: TenantId, retention: Duration) {
+    let day = Duration::from_secs(86_400);
+    let mut tick = tokio::time::interval(day);
+    loop {
+        tick.tick().await;
+        let now = garrison_core::now_ms();
+        let holder = format!("{}-{}", hostname(), std::process::id());
+        match store
+            .lease_acquire("inventory-retention", &holder, now, 3_600_000)
+            .await
+        {
+            Ok(true) => {
+                let before =
+                    now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+                match store.inventory_prune(&tenant, before).await {
+                    Ok(n) => {
+                        tracing::info!(deleted = n, "Pruned inventory history past its retention")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Pruning inventory history failed; will retry tomorrow")
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "Cannot take the retention lease"),
         }
     }
 }

@@ -167,6 +167,12 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     } else {
         None
     };
+    tokio::spawn(
+        identity
+            .clone()
+            .follow_store(config.enrollment.replica_sync),
+    );
+    tokio::spawn(refresh_statistics_periodically(store.clone()));
     let crl_refresher = tokio::spawn(refresh_crl_periodically(
         identity.clone(),
         config.enrollment.crl_validity / 2,
@@ -367,6 +373,27 @@ async fn refresh_crl_periodically(identity: IdentityService, every: Duration) {
         tick.tick().await;
         if let Err(e) = identity.refresh_crl().await {
             tracing::warn!(error = %e, "Re-signing the CRL failed; will retry");
+        }
+    }
+}
+
+/// How often the store's planner statistics are checked for staleness. Cheap (one catalogue
+/// query) and needed only where PostgreSQL's autovacuum is off, but there it decides whether
+/// lookups stay indexed as tables grow from empty; see `Store::refresh_statistics`.
+const STATISTICS_CHECK: Duration = Duration::from_secs(30);
+
+async fn refresh_statistics_periodically(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(STATISTICS_CHECK);
+    loop {
+        tick.tick().await;
+        match store.refresh_statistics().await {
+            Ok(tables) if !tables.is_empty() => {
+                tracing::debug!(?tables, "Refreshed stale planner statistics");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "Refreshing planner statistics failed; will retry")
+            }
         }
     }
 }

@@ -56,10 +56,13 @@ pub(crate) async fn run(
 ) -> ApiResult<(StatusCode, Json<RunView>)> {
     caller.require(Permission::PostureWrite)?;
     let audit = caller.audit("posture.run", "posture");
-    let run = state
-        .posture()?
-        .run(&format!("operator:{}", caller.name()), Some(audit))
+    let posture = state.posture()?.clone();
+    let trigger = format!("operator:{}", caller.name());
+    // A run over a large fleet can outlast the request timeout or the client: it runs on its
+    // own task so it always finishes and is recorded (GET /api/v1/posture/runs shows it).
+    let run = tokio::spawn(async move { posture.run(&trigger, Some(audit)).await })
         .await
+        .map_err(ApiError::internal)?
         .map_err(|e| match e {
             PostureError::Busy => ApiError::conflict(e.to_string()),
             PostureError::Store(e) => e.into(),
