@@ -25,7 +25,8 @@ if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
 fi
 BIN=$TARGET/release/garrison
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-[ "$(ulimit -n)" -gt $((2 * DEVICES + 1000)) ] || { echo "ulimit -n too low for $DEVICES devices" >&2; exit 2; }
+# Each process (broker, simulator) holds one descriptor per device, plus its own files.
+[ "$(ulimit -n)" -gt $((DEVICES + 1000)) ] || { echo "ulimit -n too low for $DEVICES devices" >&2; exit 2; }
 export RUST_LIB_BACKTRACE=0
 work=$(mktemp -d)
 pids=()

@@ -78,6 +78,9 @@ pub enum Command {
     /// The posture audit: run it, see past runs, the checks, and firmware policies.
     #[command(subcommand)]
     Posture(PostureCommand),
+    /// Sigma rule tooling for rule authors: lint, test against events (local files, no server).
+    #[command(subcommand)]
+    Rules(crate::rules_cli::RulesCommand),
     /// Run the device agent on this machine (the same as the standalone `garrison-agent`).
     Agent(garrison_agent::cli::AgentArgs),
     /// Run a simulated fleet against a Garrison server: real enrollment, real MQTT.
@@ -1005,6 +1008,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(command) => inventory_cli::group(command).await,
         Command::Finding(command) => inventory_cli::finding(command).await,
         Command::Posture(command) => inventory_cli::posture(command).await,
+        Command::Rules(command) => crate::rules_cli::run(command),
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ mod inventory;
 mod inventory_cli;
 mod local;
 mod output;
+mod rules_cli;
 mod serve;
 mod setup;
 

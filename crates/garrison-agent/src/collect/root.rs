@@ -105,8 +105,11 @@ impl Root {
 
     /// The file as text, at most `max` bytes.
     pub(crate) fn read_text_max(&self, device_path: &str, max: u64) -> Option<String> {
-        self.read_bytes(device_path, max)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+        // Valid UTF-8 (nearly every file) is taken as it is, without a second copy.
+        self.read_bytes(device_path, max).map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
     }
 
     /// The first line of a one-value file (`/proc/sys/kernel/osrelease`), cleaned.
@@ -186,7 +189,10 @@ fn components(path: &Path) -> Vec<OsString> {
 /// would be read as a different (shorter) fact.
 pub(crate) fn read_bounded(path: &Path, max: u64) -> Option<Vec<u8>> {
     let file = fs::File::open(path).ok()?;
-    let mut out = Vec::new();
+    // Sized from the file's length so reading a package database does not grow the buffer
+    // by doubling (proc files report 0 and grow as they are read).
+    let hint = file.metadata().map(|m| m.len().min(max)).unwrap_or(0);
+    let mut out = Vec::with_capacity(usize::try_from(hint).unwrap_or(0).saturating_add(1));
     file.take(max.saturating_add(1))
         .read_to_end(&mut out)
         .ok()?;
