@@ -150,51 +150,57 @@ impl RuleSet {
     }
 
     fn add_rule(&mut self, source: &str, rule: SigmaRule, warnings: &[String]) {
-        let outcome = match rsigma_eval::compile_rule(&rule) {
-            Ok(_) => LoadOutcome::Loaded,
-            Err(e) => LoadOutcome::Rejected(e.to_string()),
-        };
-        self.report.push(RuleLoad {
-            source: source.to_owned(),
-            title: Some(rule.title.clone()),
-            id: rule.id.clone(),
-            kind: RuleKind::Detection,
-            outcome: outcome.clone(),
-            warnings: warnings.to_vec(),
-        });
-        if outcome == LoadOutcome::Loaded {
+        let compiled = rsigma_eval::compile_rule(&rule).map(drop);
+        let entry = (rule.title.as_str(), rule.id.as_deref(), RuleKind::Detection);
+        if self.record(source, entry, compiled, warnings) {
             self.collection.rules.push(rule);
         }
     }
 
     fn add_filter(&mut self, source: &str, filter: FilterRule, warnings: &[String]) {
-        self.report.push(RuleLoad {
-            source: source.to_owned(),
-            title: Some(filter.title.clone()),
-            id: filter.id.clone(),
-            kind: RuleKind::Filter,
-            outcome: LoadOutcome::Loaded,
-            warnings: warnings.to_vec(),
-        });
-        self.collection.filters.push(filter);
+        let entry = (
+            filter.title.as_str(),
+            filter.id.as_deref(),
+            RuleKind::Filter,
+        );
+        if self.record(source, entry, Ok(()), warnings) {
+            self.collection.filters.push(filter);
+        }
     }
 
     fn add_correlation(&mut self, source: &str, correlation: CorrelationRule, warnings: &[String]) {
-        let outcome = match rsigma_eval::correlation::compile_correlation(&correlation) {
-            Ok(_) => LoadOutcome::Loaded,
-            Err(e) => LoadOutcome::Rejected(e.to_string()),
-        };
-        self.report.push(RuleLoad {
-            source: source.to_owned(),
-            title: Some(correlation.title.clone()),
-            id: correlation.id.clone(),
-            kind: RuleKind::Correlation,
-            outcome: outcome.clone(),
-            warnings: warnings.to_vec(),
-        });
-        if outcome == LoadOutcome::Loaded {
+        let compiled = rsigma_eval::correlation::compile_correlation(&correlation).map(drop);
+        let entry = (
+            correlation.title.as_str(),
+            correlation.id.as_deref(),
+            RuleKind::Correlation,
+        );
+        if self.record(source, entry, compiled, warnings) {
             self.collection.correlations.push(correlation);
         }
+    }
+
+    /// Adds a document's report entry; true when it compiled and belongs in the set.
+    fn record(
+        &mut self,
+        source: &str,
+        (title, id, kind): (&str, Option<&str>, RuleKind),
+        compiled: Result<(), rsigma_eval::EvalError>,
+        warnings: &[String],
+    ) -> bool {
+        let loaded = compiled.is_ok();
+        self.report.push(RuleLoad {
+            source: source.to_owned(),
+            title: Some(title.to_owned()),
+            id: id.map(str::to_owned),
+            kind,
+            outcome: match compiled {
+                Ok(()) => LoadOutcome::Loaded,
+                Err(e) => LoadOutcome::Rejected(e.to_string()),
+            },
+            warnings: warnings.to_vec(),
+        });
+        loaded
     }
 
     /// Every document seen, in load order.

@@ -112,7 +112,10 @@ pub fn replay(
                     reason: format!("rule fired: {}", detection.title),
                 });
             }
-            let label = detection.rule_id.clone().unwrap_or(detection.title.clone());
+            let label = detection
+                .rule_id
+                .clone()
+                .unwrap_or_else(|| detection.title.clone());
             *report.hits.entry(label).or_default() += 1;
             report.detections.push((line_no, detection));
         }
