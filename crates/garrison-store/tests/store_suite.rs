@@ -914,7 +914,7 @@ async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
 }
 
 both!(stale_statistics_are_refreshed);
-async fn stale_statistics_are_refreshed(store: Arc<dyn Store>, _t: Tamper) {
+async fn stale_statistics_are_refreshed(store: Arc<dyn Store>, tamper: Tamper) {
     for i in 0..300 {
         store
             .meta_put_if_absent(&format!("bulk-{i}"), "v")
@@ -929,8 +929,9 @@ async fn stale_statistics_are_refreshed(store: Arc<dyn Store>, _t: Tamper) {
         );
         return;
     }
-    // PostgreSQL publishes a session's row counts to the statistics views within about a
-    // second of the session going idle, so wait for the table to show up as stale.
+    // Every pooled session must have published its row counts first: one that publishes after
+    // the ANALYZE would make the table stale again, legitimately.
+    tamper.await_insert_statistics("garrison_meta").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let analysed = store.refresh_statistics().await.unwrap();

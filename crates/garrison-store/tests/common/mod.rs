@@ -34,6 +34,39 @@ impl Tamper {
             }
         }
     }
+
+    /// Waits until PostgreSQL's cumulative statistics count every row now in `table` as
+    /// inserted. Each pooled connection publishes its counts on its own schedule (up to ten
+    /// seconds after going idle), so a test that reasons about staleness must wait for all of
+    /// them. SQLite keeps no such statistics; there it returns at once.
+    pub async fn await_insert_statistics(&self, table: &str) {
+        let Tamper::Postgres(s) = self else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"{table}\""
+            )))
+            .fetch_one(s.pool())
+            .await
+            .unwrap();
+            let counted: Option<i64> = sqlx::query_scalar(
+                "SELECT n_tup_ins FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND relname = $1",
+            )
+            .bind(table)
+            .fetch_optional(s.pool())
+            .await
+            .unwrap();
+            if counted.unwrap_or(0) >= rows {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "statistics for {table} still count {counted:?} of {rows} rows"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
 }
 
 pub async fn sqlite() -> (Arc<dyn Store>, Tamper, tempfile::TempDir) {
