@@ -104,6 +104,7 @@ struct Inner {
         garrison_inventory::InventoryService,
         garrison_posture::PostureService,
     )>,
+    responses: OnceLock<garrison_monitor::ResponseService>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -134,6 +135,7 @@ impl ApiState {
                 identity,
                 broker: OnceLock::new(),
                 inventory: OnceLock::new(),
+                responses: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -164,6 +166,18 @@ impl ApiState {
         posture: garrison_posture::PostureService,
     ) {
         let _ = self.inner.inventory.set((inventory, posture));
+    }
+
+    /// Lets the API list playbooks and decide response actions.
+    pub fn attach_monitor(&self, responses: garrison_monitor::ResponseService) {
+        let _ = self.inner.responses.set(responses);
+    }
+
+    pub(crate) fn responses(&self) -> ApiResult<&garrison_monitor::ResponseService> {
+        self.inner
+            .responses
+            .get()
+            .ok_or_else(|| ApiError::unavailable("monitoring is not running on this server"))
     }
 
     pub(crate) fn inventory(&self) -> ApiResult<&garrison_inventory::InventoryService> {
@@ -230,6 +244,7 @@ pub fn metrics_handle() -> PrometheusHandle {
         (name = "devices", description = "Devices: inventory, search, tags, quarantine"),
         (name = "groups", description = "Device groups: static, or dynamic by query"),
         (name = "posture", description = "Posture audit: checks, runs, findings, firmware policies"),
+        (name = "monitoring", description = "Monitoring and response: alerts, response actions, playbooks"),
         (name = "certificates", description = "Certificates Garrison issued: inspect, revoke, expiry"),
         (name = "enrollment", description = "Bootstrap tokens, claim certificates and the approval queue"),
         (name = "system", description = "Health, readiness, metrics, server information"),

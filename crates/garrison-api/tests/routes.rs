@@ -87,6 +87,7 @@ async fn fixture(settings: ApiSettings) -> Fixture {
     )
     .await
     .unwrap();
+    let monitor_identity = identity.clone();
     let state = ApiState::new(
         store.clone(),
         identity,
@@ -94,9 +95,30 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         garrison_api::metrics_handle(),
         ServerFacts::default(),
     );
-    state.attach_broker(Arc::new(broker));
+    let broker: Arc<dyn garrison_broker::DeviceBroker> = Arc::new(broker);
+    state.attach_broker(broker.clone());
     let index = Arc::new(garrison_inventory::FleetIndex::new(TenantId::default()));
     index.reload(store.as_ref()).await.unwrap();
+    let responder = garrison_monitor::respond::LiveResponder::new(
+        TenantId::default(),
+        store.clone(),
+        monitor_identity,
+        garrison_inventory::InventoryService::new(store.clone(), index.clone()),
+        Arc::new(std::sync::OnceLock::from(broker)),
+    );
+    state.attach_monitor(
+        garrison_monitor::ResponseService::new(
+            TenantId::default(),
+            store.clone(),
+            Arc::new(responder),
+            garrison_monitor::playbook::parse(
+                "built-in",
+                garrison_monitor::playbook::DEFAULT_PLAYBOOKS,
+            )
+            .unwrap(),
+        )
+        .unwrap(),
+    );
     state.attach_inventory(
         garrison_inventory::InventoryService::new(store.clone(), index.clone()),
         garrison_posture::PostureService::new(

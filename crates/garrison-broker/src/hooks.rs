@@ -203,6 +203,15 @@ impl Handler for GarrisonHooks {
                         tracing::warn!(device, filter = %sub.topic_filter, reason = %why, "Refused a subscription");
                         self.counters
                             .update(device, |c| c.authorization_failures += 1);
+                        if let Ok(device) = DeviceId::new(device) {
+                            self.emit(SessionEvent::AccessRefused {
+                                device,
+                                subscribe: true,
+                                topic: sub.topic_filter.to_string(),
+                                reason: why.as_str(),
+                                at: garrison_core::now_ms(),
+                            });
+                        }
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     }
                 };
@@ -262,6 +271,15 @@ impl Handler for GarrisonHooks {
                         tracing::warn!(device, topic = %publish.topic, reason = %why, "Refused a publish");
                         self.counters
                             .update(device, |c| c.authorization_failures += 1);
+                        if let Ok(device) = DeviceId::new(device) {
+                            self.emit(SessionEvent::AccessRefused {
+                                device,
+                                subscribe: false,
+                                topic: publish.topic.to_string(),
+                                reason: why.as_str(),
+                                at: garrison_core::now_ms(),
+                            });
+                        }
                         (
                             false,
                             Some(HookResult::PublishAclResult(PublishAclResult::rejected(

@@ -162,6 +162,19 @@ pub enum SessionEvent {
         /// When, Unix ms.
         at: i64,
     },
+    /// A device's publish or subscription was refused by the topic ACL.
+    AccessRefused {
+        /// The device.
+        device: DeviceId,
+        /// `true` for a SUBSCRIBE, `false` for a PUBLISH.
+        subscribe: bool,
+        /// The topic or filter.
+        topic: String,
+        /// Why (`foreign_topic`, `quarantined`, …).
+        reason: &'static str,
+        /// When, Unix ms.
+        at: i64,
+    },
 }
 
 /// What the broker knows about one device's connections, for the posture audit.

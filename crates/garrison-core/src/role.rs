@@ -51,6 +51,10 @@ pub enum Permission {
     EnrollmentWrite,
     /// Run the posture audit, suppress findings, set firmware policies.
     PostureWrite,
+    /// Triage alerts: acknowledge, resolve, mark false positive, add notes.
+    AlertsWrite,
+    /// Decide response actions: approve, reject, undo.
+    ResponseWrite,
 }
 
 impl Permission {
@@ -67,6 +71,8 @@ impl Permission {
         Permission::DevicesWrite,
         Permission::EnrollmentWrite,
         Permission::PostureWrite,
+        Permission::AlertsWrite,
+        Permission::ResponseWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -83,6 +89,8 @@ impl Permission {
             Permission::DevicesWrite => "devices:write",
             Permission::EnrollmentWrite => "enrollment:write",
             Permission::PostureWrite => "posture:write",
+            Permission::AlertsWrite => "alerts:write",
+            Permission::ResponseWrite => "response:write",
         }
     }
 
@@ -122,11 +130,19 @@ impl Role {
                     | P::DevicesWrite
                     | P::EnrollmentWrite
                     | P::PostureWrite
+                    | P::AlertsWrite
+                    | P::ResponseWrite
             ),
-            // Analysts triage: they may run the audit and suppress findings.
+            // Analysts triage: they may run the audit, suppress findings and work alerts, but
+            // act on devices only through operators.
             Role::Analyst => matches!(
                 permission,
-                P::SystemRead | P::MetricsRead | P::SelfManage | P::DevicesRead | P::PostureWrite
+                P::SystemRead
+                    | P::MetricsRead
+                    | P::SelfManage
+                    | P::DevicesRead
+                    | P::PostureWrite
+                    | P::AlertsWrite
             ),
             Role::Auditor => matches!(
                 permission,

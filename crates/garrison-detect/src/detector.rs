@@ -74,6 +74,8 @@ pub enum DetectionKind {
 /// Rules compiled into an engine, fed one event at a time.
 pub struct Detector {
     engine: CorrelationEngine,
+    /// Ids of detection rules that only feed correlations (`generate: false`): not alerts.
+    building_blocks: std::collections::HashSet<String>,
     detection_rules: usize,
     correlation_rules: usize,
 }
@@ -92,6 +94,7 @@ impl Detector {
     /// missing are marked rejected in the set's report first.
     pub fn new(set: &mut RuleSet, options: DetectorOptions) -> Result<Self, DetectError> {
         let collection = set.resolved_collection();
+        let building_blocks = building_blocks(&collection);
         let config = CorrelationConfig {
             timestamp_fields: TIMESTAMP_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
             timestamp_fallback: if options.replay {
@@ -99,6 +102,9 @@ impl Detector {
             } else {
                 TimestampFallback::WallClock
             },
+            // Each correlation chooses its own re-alert suppression (`rsigma.suppress`); left
+            // unset, rsigma would adopt the first rule's value for every correlation.
+            suppress: Some(0),
             ..CorrelationConfig::default()
         };
         let mut engine = CorrelationEngine::new(config);
@@ -111,10 +117,16 @@ impl Detector {
             .add_collection(&collection)
             .map_err(|e| DetectError::Build(e.to_string()))?;
         Ok(Self {
+            building_blocks,
             detection_rules: engine.detection_rule_count(),
             correlation_rules: engine.correlation_rule_count(),
             engine,
         })
+    }
+
+    /// Whether the rule with this id only feeds correlations (its matches are not reported).
+    pub fn is_building_block(&self, rule_id: &str) -> bool {
+        self.building_blocks.contains(rule_id)
     }
 
     /// How many detection and correlation rules are running.
@@ -125,7 +137,7 @@ impl Detector {
     /// Evaluates one event, dated by its own timestamp field (see [`TIMESTAMP_FIELDS`]).
     pub fn process(&mut self, event: &serde_json::Value) -> Vec<Detection> {
         let results = self.engine.process_event(&JsonEvent::borrow(event));
-        results.into_iter().map(Detection::from).collect()
+        self.alerts(results)
     }
 
     /// Evaluates one event at a time given by the caller, in seconds since the Unix epoch
@@ -134,8 +146,52 @@ impl Detector {
         let results = self
             .engine
             .process_event_at(&JsonEvent::borrow(event), unix_secs);
-        results.into_iter().map(Detection::from).collect()
+        self.alerts(results)
     }
+
+    fn alerts(&self, results: Vec<EvaluationResult>) -> Vec<Detection> {
+        results
+            .into_iter()
+            .filter(|r| {
+                !(matches!(r.body, ResultBody::Detection(_))
+                    && r.header
+                        .rule_id
+                        .as_ref()
+                        .is_some_and(|id| self.building_blocks.contains(id)))
+            })
+            .map(Detection::from)
+            .collect()
+    }
+}
+
+/// The ids of detection rules that only feed correlations. Sigma's default is `generate:
+/// false`: such a rule is a building block, not an alert. rsigma 0.23's own
+/// `emit_detections: false` misses rules a correlation references by `name` (it compares the
+/// reference with the rule id), so Garrison resolves names to ids itself.
+fn building_blocks(
+    collection: &rsigma_parser::SigmaCollection,
+) -> std::collections::HashSet<String> {
+    let hidden: std::collections::HashSet<&str> = collection
+        .correlations
+        .iter()
+        .filter(|c| !c.generate)
+        .flat_map(|c| c.rules.iter().map(String::as_str))
+        .collect();
+    let generated: std::collections::HashSet<&str> = collection
+        .correlations
+        .iter()
+        .filter(|c| c.generate)
+        .flat_map(|c| c.rules.iter().map(String::as_str))
+        .collect();
+    collection
+        .rules
+        .iter()
+        .filter(|r| {
+            let refs = || r.id.iter().chain(r.name.iter()).map(String::as_str);
+            refs().any(|x| hidden.contains(x)) && !refs().any(|x| generated.contains(x))
+        })
+        .filter_map(|r| r.id.clone())
+        .collect()
 }
 
 /// Garrison's severity for a Sigma `level`.

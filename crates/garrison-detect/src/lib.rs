@@ -12,9 +12,11 @@
 //! - [`lint`]: spec and best-practice checks plus what only a whole rule set shows (rules that
 //!   do not compile, duplicate ids, correlations that reference nothing);
 //! - [`testing`]: replaying JSON-lines events against rules with an expectation, and the
-//!   rules' own embedded exemplars (`rsigma.exemplars`).
+//!   rules' own embedded exemplars (`rsigma.exemplars`);
+//! - [`builtin`]: the IoT rule pack compiled into the binary.
 #![forbid(unsafe_code)]
 
+pub mod builtin;
 pub mod detector;
 mod error;
 pub mod lint;

@@ -16,7 +16,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use garrison_contract::{Channel, EventKind, Inventory, Limits, Report, decode_report_sized};
+use garrison_contract::{
+    Channel, DeviceEvent, EventKind, Inventory, Limits, Report, Telemetry, decode_report_sized,
+};
 use garrison_core::{DeviceId, TenantId, UnixMillis};
 use garrison_store::{
     Store, StoreError,
@@ -69,6 +71,103 @@ pub enum Incoming {
         /// When.
         at: UnixMillis,
     },
+    /// A device's publish or subscription was refused by the topic ACL.
+    AccessRefused {
+        /// The device.
+        device: DeviceId,
+        /// Publish or subscribe.
+        kind: AccessKind,
+        /// The topic or filter.
+        topic: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: UnixMillis,
+    },
+}
+
+/// Which broker check refused a device's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A PUBLISH.
+    Publish,
+    /// A SUBSCRIBE.
+    Subscribe,
+}
+
+/// What the intake saw, passed on to monitoring after it is written: decoded device events and
+/// telemetry, sessions, refusals and drift. Monitoring never decodes a payload again.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// A batch of device events.
+    Events {
+        /// The device.
+        device: DeviceId,
+        /// When the batch arrived.
+        received_at: UnixMillis,
+        /// Its events, oldest first.
+        events: Vec<DeviceEvent>,
+    },
+    /// One telemetry report.
+    Telemetry {
+        /// The device.
+        device: DeviceId,
+        /// When it arrived.
+        received_at: UnixMillis,
+        /// The report.
+        telemetry: Telemetry,
+    },
+    /// A device connected.
+    Connected {
+        /// The device.
+        device: DeviceId,
+        /// Its source address.
+        address: Option<String>,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A device's connection closed.
+    Disconnected {
+        /// The device.
+        device: DeviceId,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A connection was refused at authentication.
+    ConnectRefused {
+        /// The client id presented.
+        client_id: String,
+        /// The certificate's CN.
+        common_name: Option<String>,
+        /// Source address.
+        address: Option<String>,
+        /// Why.
+        reason: String,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A device's publish or subscription was refused by the topic ACL.
+    AccessRefused {
+        /// The device.
+        device: DeviceId,
+        /// Publish or subscribe.
+        kind: AccessKind,
+        /// The topic or filter.
+        topic: String,
+        /// Why (`foreign_topic`, `quarantined`, …).
+        reason: String,
+        /// When.
+        at: UnixMillis,
+    },
+    /// A security-relevant configuration change.
+    Drift {
+        /// The device.
+        device: DeviceId,
+        /// When the report showing it arrived.
+        at: UnixMillis,
+        /// The change.
+        drift: garrison_store::inventory::NewDrift,
+    },
 }
 
 /// How the intake behaves.
@@ -117,6 +216,8 @@ pub struct Ingestor {
     presence: HashMap<DeviceId, PresenceUpdate>,
     sightings: Vec<Sighting>,
     seen_sightings: HashSet<(SightingKind, String, String)>,
+    observer: Option<mpsc::Sender<Vec<Observation>>>,
+    observed: Vec<Observation>,
 }
 
 /// Decoded inventory held by one batch before it is written (each report may be megabytes).
@@ -143,6 +244,22 @@ impl Ingestor {
             presence: HashMap::new(),
             sightings: Vec::new(),
             seen_sightings: HashSet::new(),
+            observer: None,
+            observed: Vec::new(),
+        }
+    }
+
+    /// Also passes what each batch showed to `observer` (monitoring), after the batch is
+    /// written. The send is awaited: a slow monitor holds the intake back, and through the
+    /// broker the publishers, rather than losing what was acknowledged.
+    pub fn with_observer(mut self, observer: mpsc::Sender<Vec<Observation>>) -> Ingestor {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&mut self, observation: Observation) {
+        if self.observer.is_some() {
+            self.observed.push(observation);
         }
     }
 
@@ -214,14 +331,36 @@ impl Ingestor {
                     at,
                 } => {
                     self.ensure_known(&device).await;
+                    self.observe(Observation::Connected {
+                        device: device.clone(),
+                        address: address.clone(),
+                        at,
+                    });
                     self.seen(&device, at, |u| {
                         u.online = Some(true);
                         u.address = address;
                     });
                 }
                 Incoming::Disconnected { device, at } => {
+                    self.observe(Observation::Disconnected {
+                        device: device.clone(),
+                        at,
+                    });
                     self.seen(&device, at, |u| u.online = Some(false));
                 }
+                Incoming::AccessRefused {
+                    device,
+                    kind,
+                    topic,
+                    reason,
+                    at,
+                } => self.observe(Observation::AccessRefused {
+                    device,
+                    kind,
+                    topic,
+                    reason,
+                    at,
+                }),
                 Incoming::Refused {
                     client_id,
                     common_name,
@@ -229,6 +368,13 @@ impl Ingestor {
                     reason,
                     at,
                 } => {
+                    self.observe(Observation::ConnectRefused {
+                        client_id: client_id.clone(),
+                        common_name: common_name.clone(),
+                        address: address.clone(),
+                        reason: reason.clone(),
+                        at,
+                    });
                     // A managed certificate refused (wrong client id, revoked, a will) is a
                     // monitoring matter; what is listed here is what Garrison does not manage.
                     // Floods refused by the per-source limit are counted, not listed one by one.
@@ -262,7 +408,22 @@ impl Ingestor {
             self.write_durably("device events", Rows::Events(&events))
                 .await;
         }
+        self.pass_on().await;
         outcome
+    }
+
+    /// Hands what this batch showed to monitoring, now that it is written.
+    async fn pass_on(&mut self) {
+        if self.observed.is_empty() {
+            return;
+        }
+        let observed = std::mem::take(&mut self.observed);
+        if let Some(observer) = &self.observer
+            && observer.send(observed).await.is_err()
+        {
+            // Monitoring has stopped (shutdown); the data itself is stored.
+            self.observer = None;
+        }
     }
 
     fn accept(
@@ -290,9 +451,23 @@ impl Ingestor {
                         received_at,
                     );
                 }
+                if self.observer.is_some() {
+                    self.observe(Observation::Telemetry {
+                        device: device.clone(),
+                        received_at,
+                        telemetry: telemetry.clone(),
+                    });
+                }
                 self.seen(&device, received_at, |u| u.telemetry = Some(telemetry));
             }
             Report::Events(batch) => {
+                if self.observer.is_some() {
+                    self.observe(Observation::Events {
+                        device: device.clone(),
+                        received_at,
+                        events: batch.events.clone(),
+                    });
+                }
                 for event in batch.events {
                     if let EventKind::LoginFailed {
                         source: Some(s), ..
@@ -352,6 +527,13 @@ impl Ingestor {
                 metrics::counter!("garrison_inventory_drift_total", "kind" => d.kind.clone())
                     .increment(1);
                 tracing::info!(%device, kind = %d.kind, severity = %d.severity, detail = %d.detail, "Configuration drift");
+            }
+            for d in &drift {
+                self.observe(Observation::Drift {
+                    device: device.clone(),
+                    at: received_at,
+                    drift: d.clone(),
+                });
             }
             latest.insert(device.clone(), writes.len());
             writes.push(InventoryWrite {

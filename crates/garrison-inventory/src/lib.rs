@@ -19,5 +19,5 @@ pub mod risk;
 mod service;
 
 pub use index::{DeviceRecord, FleetIndex, SearchPage, compile_group_query, device_schema};
-pub use ingest::{Incoming, IngestSettings, Ingestor};
+pub use ingest::{AccessKind, Incoming, IngestSettings, Ingestor, Observation};
 pub use service::{GroupSpec, InventoryError, InventoryService, validate_tag};

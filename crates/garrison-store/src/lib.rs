@@ -17,10 +17,12 @@ mod error;
 pub mod identity;
 pub mod inventory;
 mod model;
+pub mod monitor;
 mod postgres;
 mod sql;
 mod sql_identity;
 mod sql_inventory;
+mod sql_monitor;
 mod sqlite;
 
 use std::sync::Arc;
@@ -38,6 +40,7 @@ pub use model::{
     Backend, NewOperator, NewToken, Operator, OperatorAuth, Page, PageRequest, TokenAuth,
     TokenInfo, TokenKind,
 };
+pub use monitor::MonitorStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -55,7 +58,7 @@ pub struct AuditVerification {
 /// Everything Garrison persists. Implementations must be safe to share between tasks and, for
 /// PostgreSQL, between several server processes.
 #[async_trait]
-pub trait Store: IdentityStore + InventoryStore + Send + Sync + 'static {
+pub trait Store: IdentityStore + InventoryStore + MonitorStore + Send + Sync + 'static {
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

@@ -14,6 +14,7 @@ use sqlx::{
 use crate::{
     Backend, StoreError, StoreResult, redact_url, sql::impl_store,
     sql_identity::impl_identity_store, sql_inventory::impl_inventory_store,
+    sql_monitor::impl_monitor_store,
 };
 
 /// Advisory lock key for audit-chain appends ("GARRISON" in ASCII, truncated to fit).
@@ -112,3 +113,4 @@ impl PostgresStore {
 impl_store!(PostgresStore, Postgres, Backend::Postgres);
 impl_identity_store!(PostgresStore, Postgres);
 impl_inventory_store!(PostgresStore, Postgres);
+impl_monitor_store!(PostgresStore, Postgres);

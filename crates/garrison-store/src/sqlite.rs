@@ -15,7 +15,7 @@ use sqlx::{
 
 use crate::{
     Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store,
-    sql_inventory::impl_inventory_store,
+    sql_inventory::impl_inventory_store, sql_monitor::impl_monitor_store,
 };
 
 /// The SQLite store.
@@ -101,3 +101,4 @@ impl SqliteStore {
 impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
 impl_identity_store!(SqliteStore, Sqlite);
 impl_inventory_store!(SqliteStore, Sqlite);
+impl_monitor_store!(SqliteStore, Sqlite);

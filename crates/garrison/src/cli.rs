@@ -78,6 +78,15 @@ pub enum Command {
     /// The posture audit: run it, see past runs, the checks, and firmware policies.
     #[command(subcommand)]
     Posture(PostureCommand),
+    /// Security alerts: list, inspect, acknowledge, resolve, mark false positive, add notes.
+    #[command(subcommand)]
+    Alert(crate::monitor_cli::AlertCommand),
+    /// Response actions taken by playbooks: list, approve, reject, undo.
+    #[command(subcommand)]
+    Response(crate::monitor_cli::ResponseCommand),
+    /// The playbooks in force.
+    #[command(subcommand)]
+    Playbook(crate::monitor_cli::PlaybookCommand),
     /// Sigma rule tooling for rule authors: lint, test against events (local files, no server).
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
@@ -1008,6 +1017,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(command) => inventory_cli::group(command).await,
         Command::Finding(command) => inventory_cli::finding(command).await,
         Command::Posture(command) => inventory_cli::posture(command).await,
+        Command::Alert(command) => crate::monitor_cli::alert(command).await,
+        Command::Response(command) => crate::monitor_cli::response(command).await,
+        Command::Playbook(command) => crate::monitor_cli::playbook(command).await,
         Command::Rules(command) => crate::rules_cli::run(command),
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;

@@ -46,6 +46,40 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// `[posture]`
     pub posture: PostureConfig,
+    /// `[monitor]`
+    pub monitor: MonitorConfig,
+}
+
+/// `[monitor]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Whether detection and response run (false: events are only stored).
+    pub enabled: bool,
+    /// Whether the built-in IoT rule pack is loaded.
+    pub builtin_rules: bool,
+    /// Extra Sigma rule files or directories.
+    pub rules: Vec<PathBuf>,
+    /// Playbook file (YAML); empty: the built-in playbook.
+    pub playbooks: Option<PathBuf>,
+    /// Every playbook only records what it would do.
+    pub dry_run: bool,
+    /// How often expired response actions are undone.
+    #[serde(with = "humantime_serde")]
+    pub expiry_check: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            enabled: true,
+            builtin_rules: true,
+            rules: Vec::new(),
+            playbooks: None,
+            dry_run: false,
+            expiry_check: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[inventory]`
@@ -286,6 +320,7 @@ impl Default for Config {
             broker: BrokerConfig::default(),
             inventory: InventoryConfig::default(),
             posture: PostureConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -501,6 +536,9 @@ impl Config {
             bail!(
                 "invalid value for key posture.interval: expected \"0s\" (on demand only) or at least 1m"
             );
+        }
+        if self.monitor.expiry_check < Duration::from_secs(1) {
+            bail!("invalid value for key monitor.expiry_check: expected at least 1s");
         }
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://")

@@ -189,6 +189,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     setup::init_logging_to(&config, std::sync::Mutex::new(log), false);
     let server = serve::start(config).await?;
     let tenant = server.tenant.clone();
+    let store = server.store.clone();
     let demo = Requester {
         username: Username::new("demo")?,
         actor: Actor::system("demo"),
@@ -322,13 +323,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let last = scenarios.iter().map(|s| s.after).max().unwrap_or_default();
     let watch_attack = {
         let posture = posture.clone();
+        let store = store.clone();
+        let tenant = tenant.clone();
         tokio::spawn(async move {
             tokio::time::sleep(last + Duration::from_secs(10)).await;
             println!();
             println!("  The attack has played. See it in:");
+            println!("            garrison alert list");
+            println!("            garrison response list");
             println!("            garrison device drift");
             println!("            garrison device events");
             println!("            garrison device unmanaged");
+            print_alerts(store.as_ref(), &tenant).await;
             print_audit(&posture, "demo").await;
         })
     };
@@ -349,4 +355,50 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     serving.await??;
     println!("Demo stopped; its data is in {}.", data_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The alerts the attack raised and what the playbooks did about them.
+async fn print_alerts(store: &dyn garrison_store::Store, tenant: &garrison_core::TenantId) {
+    use garrison_store::{
+        PageRequest,
+        monitor::{AlertFilter, ResponseFilter},
+    };
+    let filter = AlertFilter {
+        open: true,
+        min_severity: Some(garrison_core::Severity::High),
+        ..AlertFilter::default()
+    };
+    match store
+        .alerts_list(tenant, &filter, &PageRequest::first(20))
+        .await
+    {
+        Ok(page) => {
+            println!();
+            println!("  Alerts (high and critical, newest first):");
+            for a in page.items {
+                println!(
+                    "    {:<8} {:<14} {}",
+                    a.severity.as_str(),
+                    a.device.as_ref().map_or("-", |d| d.as_str()),
+                    a.title
+                );
+            }
+        }
+        Err(e) => println!("  cannot list alerts: {e}"),
+    }
+    if let Ok(page) = store
+        .responses_list(tenant, &ResponseFilter::default(), &PageRequest::first(20))
+        .await
+    {
+        println!("  Responses:");
+        for r in page.items {
+            println!(
+                "    {:<10} {:<14} {:<9} {}",
+                r.action,
+                r.device.as_ref().map_or("-", |d| d.as_str()),
+                r.status.as_str(),
+                r.detail
+            );
+        }
+    }
 }

@@ -8,7 +8,9 @@ use garrison_broker::{DeviceBroker, DeviceMessage, SessionEvent};
 use garrison_contract::Limits;
 use garrison_core::{DeviceId, TenantId};
 use garrison_identity::{IdentityEvent, IdentityService};
-use garrison_inventory::{FleetIndex, Incoming, IngestSettings, Ingestor, InventoryService};
+use garrison_inventory::{
+    AccessKind, FleetIndex, Incoming, IngestSettings, Ingestor, InventoryService, Observation,
+};
 use garrison_posture::{BrokerConnection, ConnectionSource, PostureService, PostureSettings};
 use garrison_store::Store;
 use tokio::sync::{broadcast, mpsc};
@@ -35,6 +37,7 @@ pub async fn start(
     store: Arc<dyn Store>,
     tenant: TenantId,
     identity: &IdentityService,
+    observer: Option<mpsc::Sender<Vec<Observation>>>,
 ) -> anyhow::Result<Inventory> {
     let index = Arc::new(FleetIndex::new(tenant.clone()));
     let started = std::time::Instant::now();
@@ -54,7 +57,10 @@ pub async fn start(
         ..Limits::default()
     };
     settings.presence_flush = config.inventory.presence_flush;
-    let ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
+    let mut ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
+    if let Some(observer) = observer {
+        ingestor = ingestor.with_observer(observer);
+    }
     let (incoming, incoming_rx) = mpsc::channel::<Incoming>(10_000);
     let ingest = tokio::spawn(ingestor.run(incoming_rx));
     let (stop, _) = tokio::sync::watch::channel(false);
@@ -172,6 +178,23 @@ fn session_incoming(e: SessionEvent) -> Incoming {
             client_id,
             common_name,
             address,
+            reason: reason.to_owned(),
+            at,
+        },
+        SessionEvent::AccessRefused {
+            device,
+            subscribe,
+            topic,
+            reason,
+            at,
+        } => Incoming::AccessRefused {
+            device,
+            kind: if subscribe {
+                AccessKind::Subscribe
+            } else {
+                AccessKind::Publish
+            },
+            topic,
             reason: reason.to_owned(),
             at,
         },

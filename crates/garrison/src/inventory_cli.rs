@@ -28,7 +28,11 @@ const DEVICE_COLUMNS: &[&str] = &[
 ];
 const FINDING_COLUMNS: &[&str] = &["id", "check", "severity", "device", "status", "first_seen"];
 
-async fn print_all(args: RemoteArgs, path: &str, columns: &[&str]) -> anyhow::Result<ExitCode> {
+pub(crate) async fn print_all(
+    args: RemoteArgs,
+    path: &str,
+    columns: &[&str],
+) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let items = remote.get_all(path).await?;
     output::print_list(remote.output, &items, columns);

@@ -12,6 +12,8 @@ mod devices;
 mod inventory;
 mod inventory_cli;
 mod local;
+mod monitor;
+mod monitor_cli;
 mod output;
 mod rules_cli;
 mod serve;

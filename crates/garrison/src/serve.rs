@@ -128,9 +128,35 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     )
     .await
     .context("cannot start the identity service")?;
-    let inventory = crate::inventory::start(&config, store.clone(), tenant.clone(), &identity)
-        .await
-        .context("cannot start the inventory")?;
+    // Rules and playbooks are checked before anything listens: a bad file stops the start.
+    let monitor_rules = if config.monitor.enabled {
+        Some(crate::monitor::load(&config.monitor)?)
+    } else {
+        None
+    };
+    let (observer, observations) = match &monitor_rules {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::monitor::OBSERVATION_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let inventory =
+        crate::inventory::start(&config, store.clone(), tenant.clone(), &identity, observer)
+            .await
+            .context("cannot start the inventory")?;
+    let monitoring = match (monitor_rules, observations) {
+        (Some(loaded), Some(observations)) => Some(crate::monitor::start(
+            &config.monitor,
+            loaded,
+            store.clone(),
+            tenant.clone(),
+            identity.clone(),
+            inventory.service.clone(),
+            observations,
+        )?),
+        _ => None,
+    };
     let mut forwarders = Vec::new();
     let broker = if config.broker.enabled {
         let (broker, tasks) = start_broker(
@@ -144,6 +170,9 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         .await?;
         forwarders = tasks;
         let broker = Arc::new(broker);
+        if let Some(m) = &monitoring {
+            let _ = m.broker.set(broker.clone());
+        }
         inventory.posture.attach_connections(std::sync::Arc::new(
             crate::inventory::BrokerConnections(broker.clone()),
         ));
@@ -208,6 +237,9 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         state.attach_broker(broker.clone());
     }
     state.attach_inventory(inventory.service.clone(), inventory.posture.clone());
+    if let Some(m) = &monitoring {
+        state.attach_monitor(m.responses.clone());
+    }
     let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;
     let api_addr = listener.local_addr()?;

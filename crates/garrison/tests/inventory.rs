@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -17,16 +17,6 @@ use serde_json::{Value, json};
 mod common;
 
 use common::*;
-
-/// Kills a child process on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();

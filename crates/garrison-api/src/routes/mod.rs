@@ -6,6 +6,7 @@ mod auth;
 mod devices;
 mod enrollment;
 mod inventory;
+mod monitor;
 mod operators;
 mod posture;
 mod system;
@@ -68,6 +69,13 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
             posture::set_firmware_policy,
             posture::delete_firmware_policy
         ))
+        .routes(routes!(monitor::alerts))
+        .routes(routes!(monitor::alert, monitor::update_alert))
+        .routes(routes!(monitor::responses))
+        .routes(routes!(monitor::approve))
+        .routes(routes!(monitor::reject))
+        .routes(routes!(monitor::undo))
+        .routes(routes!(monitor::playbooks))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
         .routes(routes!(devices::rotate))

@@ -2,6 +2,7 @@
 //! records, because a serialised shape is a compatibility promise the store must not make.
 
 pub mod inventory;
+pub mod monitor;
 
 use garrison_core::{Role, audit::AuditEntry, format_ms, now_ms};
 use garrison_store::{Operator, Page, TokenInfo, TokenKind};

@@ -24,6 +24,16 @@ pub fn garrison(home: &Path) -> Command {
     c
 }
 
+/// Kills a child process (a simulator, an agent) on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: String,

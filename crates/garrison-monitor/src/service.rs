@@ -1,0 +1,764 @@
+//! The monitoring pipeline and the response service.
+//!
+//! [`Monitor`] consumes what the intake observed, in order: normalise each observation
+//! ([`crate::event`]), enrich it (the device's model, firmware, class and groups from the fleet
+//! index; whether a connection comes from a network new for the device), run detection, turn
+//! detections into alerts (deduplicated per rule and device while open), and hand every newly
+//! opened alert to the [`ResponseService`], which runs the playbooks that match it.
+//!
+//! A response is recorded (`started`, audited) *before* it is carried out and updated after,
+//! so the audit chain reads alert → action → its effect → enforcement. Quarantine is watched
+//! until the broker is seen refusing the device, which is recorded once as `response.enforced`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use garrison_core::{
+    DeviceId, TenantId, UnixMillis,
+    audit::{Actor, AuditRecord},
+};
+use garrison_detect::{Detection, DetectionKind, Detector};
+use garrison_inventory::{FleetIndex, Observation};
+use garrison_store::{
+    Store,
+    monitor::{Alert, NewAlert, NewResponse, ResponseAction, ResponseChange, ResponseStatus},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    MonitorError,
+    event::{DeviceRef, SecurityEvent, normalise},
+    playbook::{ActionKind, Playbook},
+    respond::{Cause, Responder, Webhooks},
+};
+
+/// The detail of a quarantine action that found the device already quarantined.
+const ALREADY_QUARANTINED: &str = "already quarantined";
+
+/// Networks remembered per device for "certificate used from a new network".
+const NETWORKS_PER_DEVICE: usize = 16;
+
+/// What one batch did, for tests and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MonitorOutcome {
+    /// Normalised events.
+    pub events: usize,
+    /// Rules that fired.
+    pub detections: usize,
+    /// Alerts opened.
+    pub opened: usize,
+    /// Response actions recorded.
+    pub responses: usize,
+}
+
+/// The monitoring pipeline. Create with [`Monitor::new`], then [`Monitor::run`] it on the
+/// intake's observations.
+pub struct Monitor {
+    tenant: TenantId,
+    store: Arc<dyn Store>,
+    index: Arc<FleetIndex>,
+    detector: Detector,
+    responses: ResponseService,
+    networks: HashMap<DeviceId, VecDeque<String>>,
+}
+
+impl Monitor {
+    /// A pipeline detecting with `detector` and responding through `responses`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<FleetIndex>,
+        detector: Detector,
+        responses: ResponseService,
+    ) -> Monitor {
+        Monitor {
+            tenant: index.tenant().clone(),
+            store,
+            index,
+            detector,
+            responses,
+            networks: HashMap::new(),
+        }
+    }
+
+    /// Consumes observations until the intake closes the channel.
+    pub async fn run(mut self, mut observations: mpsc::Receiver<Vec<Observation>>) {
+        while let Some(batch) = observations.recv().await {
+            self.handle(batch).await;
+        }
+    }
+
+    /// Handles one batch.
+    pub async fn handle(&mut self, batch: Vec<Observation>) -> MonitorOutcome {
+        let mut outcome = MonitorOutcome::default();
+        let mut devices: HashMap<String, Option<DeviceRef>> = HashMap::new();
+        let mut alerts = Vec::new();
+        for observation in &batch {
+            if let Observation::AccessRefused {
+                device, reason, at, ..
+            } = observation
+                && reason == "quarantined"
+            {
+                self.responses.observe_enforcement(device, *at).await;
+            }
+            for mut event in normalise(observation) {
+                outcome.events += 1;
+                metrics::counter!("garrison_monitor_events_total", "category" => event.category)
+                    .increment(1);
+                self.enrich(&mut event, observation, &mut devices);
+                let json = event.to_json();
+                for detection in self.detector.process(&json) {
+                    outcome.detections += 1;
+                    metrics::counter!("garrison_monitor_detections_total").increment(1);
+                    alerts.push(self.alert(&event, json.clone(), detection));
+                }
+            }
+        }
+        if alerts.is_empty() {
+            return outcome;
+        }
+        let raised = loop {
+            match self.store.alerts_raise(&alerts).await {
+                Ok(raised) => break raised,
+                // Detections are not acknowledged to anyone, but losing one loses an alert:
+                // hold the pipeline (and through it the intake) until the store is back.
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "Store unavailable; retrying the alerts");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, count = alerts.len(), "Could not record alerts");
+                    metrics::counter!("garrison_monitor_alerts_failed_total")
+                        .increment(alerts.len() as u64);
+                    return outcome;
+                }
+            }
+        };
+        for r in raised.into_iter().filter(|r| r.opened) {
+            outcome.opened += 1;
+            metrics::counter!("garrison_monitor_alerts_opened_total", "severity" => r.alert.severity.as_str()).increment(1);
+            tracing::warn!(
+                alert = %r.alert.id,
+                rule = %r.alert.title,
+                device = ?r.alert.device.as_ref().map(DeviceId::as_str),
+                severity = %r.alert.severity,
+                "Alert opened"
+            );
+            outcome.responses += self.responses.on_alert(&r.alert).await.len();
+        }
+        outcome
+    }
+
+    fn enrich(
+        &mut self,
+        event: &mut SecurityEvent,
+        observation: &Observation,
+        devices: &mut HashMap<String, Option<DeviceRef>>,
+    ) {
+        let Some(id) = event.device_id().map(str::to_owned) else {
+            return;
+        };
+        let known = devices
+            .entry(id.clone())
+            .or_insert_with(|| {
+                let device = DeviceId::new(&id).ok()?;
+                let record = self.index.get(&device)?;
+                let summary = record.summary.as_ref();
+                Some(DeviceRef {
+                    id: id.clone(),
+                    model: summary.and_then(|s| s.model.clone()),
+                    firmware: summary.and_then(|s| s.firmware.clone()),
+                    class: summary.and_then(|s| s.class.clone()),
+                    groups: record.groups().cloned().collect(),
+                })
+            })
+            .clone();
+        if let Some(known) = known {
+            event.device = Some(known);
+        }
+        if let Observation::Connected {
+            device,
+            address: Some(address),
+            ..
+        } = observation
+            && let Some(src) = event.src_endpoint.as_mut()
+        {
+            let network = network_of(address);
+            let seen = self.networks.entry(device.clone()).or_default();
+            let new = !seen.is_empty() && !seen.contains(&network);
+            src.new_network = Some(new);
+            if !seen.contains(&network) {
+                if seen.len() == NETWORKS_PER_DEVICE {
+                    seen.pop_front();
+                }
+                seen.push_back(network);
+            }
+        }
+    }
+
+    fn alert(
+        &self,
+        event: &SecurityEvent,
+        json: serde_json::Value,
+        detection: Detection,
+    ) -> NewAlert {
+        let rule_id = detection
+            .rule_id
+            .clone()
+            .unwrap_or_else(|| detection.title.clone());
+        let (device, evidence) = match &detection.kind {
+            DetectionKind::Match { fields, .. } => (
+                event.device_id().map(str::to_owned),
+                serde_json::json!({"event": json, "matched": fields}),
+            ),
+            DetectionKind::Correlation {
+                correlation_type,
+                group,
+                value,
+                window_secs,
+            } => (
+                group
+                    .iter()
+                    .find(|(k, _)| k == "device.id")
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| event.device_id().map(str::to_owned)),
+                serde_json::json!({
+                    "correlation": correlation_type, "group": group, "value": value,
+                    "window_secs": window_secs, "event": json,
+                }),
+            ),
+        };
+        let device = device.and_then(|d| DeviceId::new(d).ok());
+        let subject = match (&device, &detection.kind) {
+            (Some(d), _) => d.to_string(),
+            (None, DetectionKind::Correlation { group, .. }) => group
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            (None, DetectionKind::Match { .. }) => String::new(),
+        };
+        let (techniques, tags): (Vec<String>, Vec<String>) = detection
+            .tags
+            .iter()
+            .cloned()
+            .partition(|t| technique(t).is_some());
+        NewAlert {
+            tenant: self.tenant.clone(),
+            dedup_key: format!("{rule_id}|{subject}"),
+            rule_id,
+            title: detection.title,
+            severity: detection.severity,
+            device,
+            techniques: techniques.iter().filter_map(|t| technique(t)).collect(),
+            tags,
+            at: event.received_time,
+            evidence,
+        }
+    }
+}
+
+/// `T1110.001` for `attack.t1110.001`, `T0812` for `attack.ics.t0812` (ICS) — Sigma's tags.
+fn technique(tag: &str) -> Option<String> {
+    let id = tag
+        .strip_prefix("attack.")
+        .map(|t| t.strip_prefix("ics.").unwrap_or(t))?;
+    let digits = id.strip_prefix('t')?;
+    let (main, sub) = digits.split_once('.').unwrap_or((digits, ""));
+    let ok = main.len() == 4
+        && main.bytes().all(|b| b.is_ascii_digit())
+        && (sub.is_empty() || (sub.len() == 3 && sub.bytes().all(|b| b.is_ascii_digit())));
+    ok.then(|| id.to_ascii_uppercase())
+}
+
+/// The /24 of an IPv4 address or the /64 of an IPv6 one.
+fn network_of(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => {
+            let o = a.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(a)) => {
+            let s = a.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => address.to_owned(),
+    }
+}
+
+/// Runs playbooks on alerts and carries out, approves, rejects, undoes and expires their
+/// actions. Cheap to clone; the API holds one.
+#[derive(Clone)]
+pub struct ResponseService {
+    tenant: TenantId,
+    store: Arc<dyn Store>,
+    responder: Arc<dyn Responder>,
+    webhooks: Webhooks,
+    playbooks: Arc<Vec<Playbook>>,
+    /// Devices quarantined by a response whose enforcement has not been seen yet.
+    awaiting: Arc<Mutex<HashMap<DeviceId, String>>>,
+}
+
+impl ResponseService {
+    /// A service running `playbooks` through `responder`.
+    pub fn new(
+        tenant: TenantId,
+        store: Arc<dyn Store>,
+        responder: Arc<dyn Responder>,
+        playbooks: Vec<Playbook>,
+    ) -> Result<ResponseService, MonitorError> {
+        Ok(ResponseService {
+            tenant,
+            store,
+            responder,
+            webhooks: Webhooks::new().map_err(MonitorError::Refused)?,
+            playbooks: Arc::new(playbooks),
+            awaiting: Arc::default(),
+        })
+    }
+
+    /// The playbooks in force.
+    pub fn playbooks(&self) -> &[Playbook] {
+        &self.playbooks
+    }
+
+    /// Runs every matching playbook's actions for a newly opened alert.
+    pub async fn on_alert(&self, alert: &Alert) -> Vec<ResponseAction> {
+        let mut out = Vec::new();
+        for playbook in self.playbooks.iter().filter(|p| p.when.matches(alert)) {
+            for action in &playbook.actions {
+                if action.kind.needs_device() && alert.device.is_none() {
+                    continue;
+                }
+                let mut params = action.kind.params();
+                if let (Some(expires), Some(map)) = (action.expires, params.as_object_mut()) {
+                    map.insert("expires_secs".into(), expires.as_secs().into());
+                }
+                let (status, detail) = if playbook.dry_run {
+                    (
+                        ResponseStatus::DryRun,
+                        "dry run: recorded, not carried out".to_owned(),
+                    )
+                } else if action.approval {
+                    (
+                        ResponseStatus::PendingApproval,
+                        "waiting for an operator's approval".to_owned(),
+                    )
+                } else {
+                    (ResponseStatus::Started, "being carried out".to_owned())
+                };
+                let new = NewResponse {
+                    tenant: self.tenant.clone(),
+                    alert_id: alert.id.clone(),
+                    playbook: playbook.name.clone(),
+                    action: action.kind.name().to_owned(),
+                    device: alert.device.clone(),
+                    params,
+                    status,
+                    detail,
+                    expires_at: None,
+                };
+                let audit = AuditRecord::new(
+                    &self.tenant,
+                    playbook_actor(&playbook.name),
+                    format!("response.{}", action.kind.name()),
+                    target(alert.device.as_ref(), &alert.id),
+                )
+                .source(Some(format!("alert:{}", alert.id)));
+                let created = match self.store.response_create(&new, audit).await {
+                    Ok(Some(created)) => created,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(alert = %alert.id, playbook = %playbook.name, error = %e, "Could not record a response");
+                        continue;
+                    }
+                };
+                metrics::counter!("garrison_monitor_responses_total", "action" => action.kind.name(), "status" => status.as_str()).increment(1);
+                let done = if status == ResponseStatus::Started {
+                    self.carry_out(created, &action.kind, alert, action.expires, None)
+                        .await
+                } else {
+                    created
+                };
+                out.push(done);
+            }
+        }
+        out
+    }
+
+    /// Carries out a recorded action and records the outcome.
+    async fn carry_out(
+        &self,
+        response: ResponseAction,
+        kind: &ActionKind,
+        alert: &Alert,
+        expires: Option<Duration>,
+        decided_by: Option<String>,
+    ) -> ResponseAction {
+        let cause = Cause {
+            actor: playbook_actor(&response.playbook),
+            source: format!("alert:{} response:{}", alert.id, response.id),
+        };
+        let mut expires_at = expires.map(|e| {
+            garrison_core::now_ms() + i64::try_from(e.as_millis()).unwrap_or(i64::MAX / 2)
+        });
+        let result = match (kind, &response.device) {
+            (ActionKind::Quarantine, Some(d)) => {
+                if self.responder.is_quarantined(d) {
+                    // Someone else's quarantine: do not take it over, and never undo it.
+                    expires_at = None;
+                    Ok(ALREADY_QUARANTINED.to_owned())
+                } else {
+                    self.responder.quarantine(d, true, &cause).await.map(|()| {
+                        self.awaiting
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(d.clone(), response.id.clone());
+                        "quarantined: only the update and cmd channels stay open".to_owned()
+                    })
+                }
+            }
+            (ActionKind::Disconnect, Some(d)) => {
+                self.responder
+                    .disconnect(d, &cause)
+                    .await
+                    .map(|was| match was {
+                        true => "session closed".to_owned(),
+                        false => "not connected".to_owned(),
+                    })
+            }
+            (ActionKind::Revoke { reason }, Some(d)) => self
+                .responder
+                .revoke(d, *reason, &cause)
+                .await
+                .map(|()| format!("certificate revoked ({})", reason.as_str())),
+            (ActionKind::Rotate, Some(d)) => self
+                .responder
+                .rotate(d, &cause)
+                .await
+                .map(|()| "rotation requested".to_owned()),
+            (ActionKind::MoveGroup { group }, Some(d)) => self
+                .responder
+                .group(d, group, true, &cause)
+                .await
+                .map(|()| format!("added to group {group}")),
+            (ActionKind::Webhook { url, secret_env }, _) => {
+                let body = serde_json::json!({
+                    "alert": alert, "playbook": response.playbook, "response": response.id,
+                });
+                self.webhooks
+                    .send(url, secret_env, &body)
+                    .await
+                    .map(|code| format!("delivered (HTTP {code})"))
+            }
+            (_, None) => Err("the alert names no device".to_owned()),
+        };
+        let (status, detail, expires_at) = match result {
+            Ok(detail) => (ResponseStatus::Executed, detail, expires_at),
+            Err(e) => {
+                tracing::error!(response = %response.id, action = %response.action, error = %e, "Response action failed");
+                (ResponseStatus::Failed, e, None)
+            }
+        };
+        metrics::counter!("garrison_monitor_responses_total", "action" => kind.name(), "status" => status.as_str()).increment(1);
+        let change = ResponseChange {
+            status: Some(status),
+            detail: Some(detail),
+            decided_by,
+            enforced_at: None,
+            expires_at,
+            expect: None,
+        };
+        self.update(&response, &change, &format!("response.{}", response.action))
+            .await
+            .unwrap_or(response)
+    }
+
+    async fn update(
+        &self,
+        response: &ResponseAction,
+        change: &ResponseChange,
+        action: &str,
+    ) -> Result<ResponseAction, MonitorError> {
+        let audit = AuditRecord::new(
+            &self.tenant,
+            playbook_actor(&response.playbook),
+            action,
+            target(response.device.as_ref(), &response.alert_id),
+        )
+        .source(Some(format!(
+            "alert:{} response:{}",
+            response.alert_id, response.id
+        )));
+        self.store
+            .response_update(&self.tenant, &response.id, change, audit)
+            .await
+            .map_err(|e| {
+                tracing::error!(response = %response.id, error = %e, "Could not record a response's outcome");
+                MonitorError::from(e)
+            })
+    }
+
+    /// Records, once, that the broker refused a device quarantined by a response.
+    pub async fn observe_enforcement(&self, device: &DeviceId, at: UnixMillis) {
+        let id = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(device);
+        let Some(id) = id else { return };
+        let Ok(Some(response)) = self.store.response_get(&self.tenant, &id).await else {
+            return;
+        };
+        let change = ResponseChange {
+            status: None,
+            detail: None,
+            decided_by: None,
+            enforced_at: Some(at),
+            expires_at: None,
+            expect: None,
+        };
+        let _ = self.update(&response, &change, "response.enforced").await;
+    }
+
+    async fn load(&self, id: &str) -> Result<(ResponseAction, ActionKind, Alert), MonitorError> {
+        let response = self
+            .store
+            .response_get(&self.tenant, id)
+            .await?
+            .ok_or_else(|| MonitorError::NotFound(format!("response action {id}")))?;
+        let kind =
+            ActionKind::from_stored(&response.action, &response.params).ok_or_else(|| {
+                MonitorError::Refused(format!(
+                    "response action {id} ({}) cannot be read back",
+                    response.action
+                ))
+            })?;
+        let alert = self
+            .store
+            .alert_get(&self.tenant, &response.alert_id)
+            .await?
+            .ok_or_else(|| MonitorError::NotFound(format!("alert {}", response.alert_id)))?;
+        Ok((response, kind, alert))
+    }
+
+    /// Approves a pending action and carries it out.
+    pub async fn approve(&self, id: &str, by: &Actor) -> Result<ResponseAction, MonitorError> {
+        let (response, kind, alert) = self.load(id).await?;
+        let change = ResponseChange {
+            status: Some(ResponseStatus::Started),
+            detail: Some(format!("approved by {}", by.as_str())),
+            decided_by: Some(by.as_str().to_owned()),
+            enforced_at: None,
+            expires_at: None,
+            expect: Some(ResponseStatus::PendingApproval),
+        };
+        let started = self
+            .store
+            .response_update(
+                &self.tenant,
+                id,
+                &change,
+                self.decision(&response, by, "approve"),
+            )
+            .await?;
+        let expires = response
+            .params
+            .get("expires_secs")
+            .and_then(serde_json::Value::as_u64)
+            .map(Duration::from_secs);
+        Ok(self
+            .carry_out(
+                started,
+                &kind,
+                &alert,
+                expires,
+                Some(by.as_str().to_owned()),
+            )
+            .await)
+    }
+
+    /// Declines a pending action.
+    pub async fn reject(&self, id: &str, by: &Actor) -> Result<ResponseAction, MonitorError> {
+        let (response, _, _) = self.load(id).await?;
+        let change = ResponseChange {
+            status: Some(ResponseStatus::Rejected),
+            detail: Some(format!("rejected by {}", by.as_str())),
+            decided_by: Some(by.as_str().to_owned()),
+            enforced_at: None,
+            expires_at: None,
+            expect: Some(ResponseStatus::PendingApproval),
+        };
+        Ok(self
+            .store
+            .response_update(
+                &self.tenant,
+                id,
+                &change,
+                self.decision(&response, by, "reject"),
+            )
+            .await?)
+    }
+
+    /// Undoes an executed action (quarantine lifted, group membership removed).
+    pub async fn undo(&self, id: &str, by: &Actor) -> Result<ResponseAction, MonitorError> {
+        self.revert(id, by, ResponseStatus::Undone).await
+    }
+
+    async fn revert(
+        &self,
+        id: &str,
+        by: &Actor,
+        to: ResponseStatus,
+    ) -> Result<ResponseAction, MonitorError> {
+        let (response, kind, _) = self.load(id).await?;
+        if !kind.undoable() {
+            return Err(MonitorError::Refused(format!(
+                "{} cannot be undone",
+                kind.name()
+            )));
+        }
+        if response.status != ResponseStatus::Executed {
+            return Err(MonitorError::Refused(format!(
+                "response action {id} is {}; only executed actions can be undone",
+                response.status.as_str()
+            )));
+        }
+        let device = response
+            .device
+            .clone()
+            .ok_or_else(|| MonitorError::Refused("the action names no device".into()))?;
+        let cause = Cause {
+            actor: by.clone(),
+            source: format!("alert:{} response:{}", response.alert_id, response.id),
+        };
+        let undone = match &kind {
+            // A quarantine someone else imposed is theirs to lift.
+            ActionKind::Quarantine if response.detail == ALREADY_QUARANTINED => Ok(()),
+            ActionKind::Quarantine => self.responder.quarantine(&device, false, &cause).await,
+            ActionKind::MoveGroup { group } => {
+                self.responder.group(&device, group, false, &cause).await
+            }
+            _ => Ok(()),
+        };
+        undone.map_err(MonitorError::Refused)?;
+        self.awaiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&device);
+        let change = ResponseChange {
+            status: Some(to),
+            detail: Some(match to {
+                ResponseStatus::Expired => "undone: its time ran out".to_owned(),
+                _ => format!("undone by {}", by.as_str()),
+            }),
+            decided_by: Some(by.as_str().to_owned()),
+            enforced_at: None,
+            expires_at: None,
+            expect: Some(ResponseStatus::Executed),
+        };
+        let verb = if to == ResponseStatus::Expired {
+            "expire"
+        } else {
+            "undo"
+        };
+        Ok(self
+            .store
+            .response_update(
+                &self.tenant,
+                id,
+                &change,
+                self.decision(&response, by, verb),
+            )
+            .await?)
+    }
+
+    fn decision(&self, response: &ResponseAction, by: &Actor, verb: &str) -> AuditRecord {
+        AuditRecord::new(
+            &self.tenant,
+            by.clone(),
+            format!("response.{verb}"),
+            format!("response:{}", response.id),
+        )
+        .source(Some(format!("alert:{}", response.alert_id)))
+    }
+
+    /// Undoes every executed action whose expiry has passed; returns how many.
+    pub async fn expire_due(&self) -> usize {
+        let due = match self
+            .store
+            .responses_expired(&self.tenant, garrison_core::now_ms())
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read expired responses");
+                return 0;
+            }
+        };
+        let actor = Actor::system("monitor:expiry");
+        let mut done = 0;
+        for response in due {
+            match self
+                .revert(&response.id, &actor, ResponseStatus::Expired)
+                .await
+            {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    tracing::warn!(response = %response.id, error = %e, "Could not expire a response")
+                }
+            }
+        }
+        done
+    }
+
+    /// Expires due actions every `every`, forever.
+    pub async fn run_expiry(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.expire_due().await;
+        }
+    }
+}
+
+fn playbook_actor(name: &str) -> Actor {
+    Actor::system(&format!("playbook:{name}"))
+}
+
+fn target(device: Option<&DeviceId>, alert: &str) -> String {
+    match device {
+        Some(d) => format!("device:{d}"),
+        None => format!("alert:{alert}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn techniques_come_from_attack_tags() {
+        assert_eq!(technique("attack.t1110.001").as_deref(), Some("T1110.001"));
+        assert_eq!(technique("attack.ics.t0812").as_deref(), Some("T0812"));
+        assert_eq!(technique("attack.t0886").as_deref(), Some("T0886"));
+        for not in [
+            "attack.credential-access",
+            "attack.t11",
+            "cve.2021-1",
+            "attack.t1110.1",
+        ] {
+            assert_eq!(technique(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn networks_are_prefixes() {
+        assert_eq!(network_of("10.1.2.3"), "10.1.2.0/24");
+        assert_eq!(network_of("2001:db8:1:2:3::4"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("junk"), "junk");
+    }
+}

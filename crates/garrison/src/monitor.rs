@@ -1,0 +1,113 @@
+//! Wires monitoring into `serve`: rules (the built-in IoT pack plus configured files),
+//! playbooks (the configured file or the built-in one), the pipeline fed by the inventory's
+//! intake, the response service the API uses, and the expiry of response actions.
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use garrison_broker::DeviceBroker;
+use garrison_core::TenantId;
+use garrison_detect::{Detector, DetectorOptions, LoadOutcome, RuleSet};
+use garrison_identity::IdentityService;
+use garrison_inventory::{InventoryService, Observation};
+use garrison_monitor::{
+    Monitor, ResponseService,
+    playbook::{self, Playbook},
+    respond::LiveResponder,
+};
+use garrison_store::Store;
+use tokio::sync::mpsc;
+
+use crate::config::MonitorConfig;
+
+/// Observations waiting for the monitor before the intake waits too.
+pub const OBSERVATION_QUEUE: usize = 64;
+
+/// Rules and playbooks, loaded and checked before anything starts.
+pub struct Loaded {
+    detector: Detector,
+    playbooks: Vec<Playbook>,
+}
+
+/// Loads the rules and playbooks `config` names; a bad playbook file stops the start, a rule
+/// that cannot load is reported and skipped.
+pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
+    let mut rules = if config.builtin_rules {
+        garrison_detect::builtin::iot_rule_set()
+    } else {
+        RuleSet::new()
+    };
+    for path in &config.rules {
+        rules.load_path(path).with_context(|| {
+            format!(
+                "cannot read the rules in {} (monitor.rules)",
+                path.display()
+            )
+        })?;
+    }
+    let detector = Detector::new(&mut rules, DetectorOptions::default())
+        .context("cannot build the detection engine")?;
+    for r in rules.report() {
+        if let LoadOutcome::Rejected(reason) = &r.outcome {
+            tracing::warn!(source = %r.source, rule = ?r.title, %reason, "A detection rule did not load; run `garrison rules lint` on it");
+        }
+    }
+    let (detection, correlation) = detector.rule_counts();
+    tracing::info!(detection, correlation, "Detection rules loaded");
+    let mut playbooks = match &config.playbooks {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "cannot read the playbooks in {} (monitor.playbooks)",
+                    path.display()
+                )
+            })?;
+            playbook::parse(&path.display().to_string(), &text)?
+        }
+        None => playbook::parse("the built-in playbook", playbook::DEFAULT_PLAYBOOKS)?,
+    };
+    if config.dry_run {
+        for p in &mut playbooks {
+            p.dry_run = true;
+        }
+    }
+    Ok(Loaded {
+        detector,
+        playbooks,
+    })
+}
+
+/// The running monitor.
+pub struct Monitoring {
+    /// For the API.
+    pub responses: ResponseService,
+    /// Filled in once the broker runs, so responses can disconnect devices.
+    pub broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
+}
+
+/// Starts the pipeline on `observations` and the expiry of response actions.
+pub fn start(
+    config: &MonitorConfig,
+    loaded: Loaded,
+    store: Arc<dyn Store>,
+    tenant: TenantId,
+    identity: IdentityService,
+    inventory: InventoryService,
+    observations: mpsc::Receiver<Vec<Observation>>,
+) -> anyhow::Result<Monitoring> {
+    let broker = Arc::new(OnceLock::new());
+    let index = inventory.index().clone();
+    let responder = LiveResponder::new(
+        tenant.clone(),
+        store.clone(),
+        identity,
+        inventory,
+        broker.clone(),
+    );
+    let responses =
+        ResponseService::new(tenant, store.clone(), Arc::new(responder), loaded.playbooks)?;
+    let monitor = Monitor::new(store, index, loaded.detector, responses.clone());
+    tokio::spawn(monitor.run(observations));
+    tokio::spawn(responses.clone().run_expiry(config.expiry_check));
+    Ok(Monitoring { responses, broker })
+}

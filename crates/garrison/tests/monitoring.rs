@@ -1,0 +1,460 @@
+//! Monitoring and response end to end: a simulated device (real EST, real MQTT) plays the Mirai
+//! scenario; the built-in rules raise alerts within two seconds of the publish; the built-in
+//! playbook quarantines the device; its next publishes (from stock `mosquitto_pub`, too) are
+//! refused; the audit log shows alert → action → enforcement in that order; undo lifts it.
+//! A second test drives playbooks from a file: dry run, an approval gate and a signed webhook.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpListener,
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
+
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn sim(home: &Path, server: &Server, est: &Est<'_>, devices: u32, scenario: &str) -> Guard {
+    let (status, token) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "sim-*", "max_uses": 100})),
+    );
+    assert_eq!(status, 201, "{token}");
+    Guard(
+        garrison(home)
+            .args([
+                "sim",
+                "--devices",
+                &devices.to_string(),
+                "--server",
+                &est.url,
+            ])
+            .args(["--mqtt", server.mqtt.as_deref().unwrap(), "--ca-cert"])
+            .arg(est.ca)
+            .args(["--token", token["token"].as_str().unwrap(), "--state-dir"])
+            .arg(home.join("sim"))
+            .args(["--telemetry-interval", "5s", "--weak-share", "0"])
+            .args(["--scenario", scenario])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(home.join("sim.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn alerts(est: &Est<'_>, device: &str) -> Vec<Value> {
+    let (status, page) = est.api(
+        "GET",
+        &format!("/api/v1/alerts?device={device}&limit=500"),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+fn audit_entries(est: &Est<'_>) -> Vec<Value> {
+    let (status, page) = est.api("GET", "/api/v1/audit?limit=500", None);
+    assert_eq!(status, 200, "{page}");
+    let mut items = page["items"].as_array().unwrap().clone();
+    items.reverse();
+    items
+}
+
+fn rfc3339_ms(text: &str) -> i64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", text, "+%s%3N"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// `mosquitto_pub` as `device` (MQTT 5, so a refusal is a reason code, not a dropped link).
+fn publish(server: &Server, ca: &Path, dir: &Path, device: &str, channel: &str) -> (bool, String) {
+    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
+    let out = Command::new("mosquitto_pub")
+        .args(["-h", host, "-p", port, "-V", "mqttv5", "--cafile"])
+        .arg(ca)
+        .arg("--cert")
+        .arg(dir.join(format!("{device}.pem")))
+        .arg("--key")
+        .arg(dir.join(format!("{device}.key")))
+        .args(["-i", device, "-q", "1", "-t"])
+        .arg(format!("garrison/v1/d/{device}/{channel}"))
+        .args(["-m", r#"{"schema":1,"at":1,"interval_ms":1000}"#])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn mirai_is_alerted_quarantined_enforced_and_audited_in_order() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start_with_env(
+        home,
+        &[("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0")],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let victim = "sim-cam-0000";
+    let _sim = sim(home, &server, &est, 3, &format!("mirai:{victim}@6s"));
+
+    // The infection chain is a critical alert, tagged with ATT&CK (Enterprise and ICS).
+    let chain = wait_for("the Mirai chain alert", Duration::from_secs(90), || {
+        alerts(&est, victim).into_iter().find(|a| {
+            a["title"]
+                .as_str()
+                .unwrap()
+                .contains("Mirai-like infection chain")
+        })
+    });
+    assert_eq!(chain["severity"], "critical", "{chain}");
+    let techniques: Vec<&str> = chain["techniques"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(techniques.contains(&"T1105"), "{techniques:?}");
+    assert!(
+        techniques.iter().any(|t| t.starts_with("T08")),
+        "ICS: {techniques:?}"
+    );
+    let titles: Vec<String> = alerts(&est, victim)
+        .iter()
+        .map(|a| a["title"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in ["Telnet brute force", "Outbound telnet scanning"] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(expected)),
+            "{expected} missing from {titles:?}"
+        );
+    }
+    // Nothing fires on the devices that behave.
+    for quiet in ["sim-plug-0001", "sim-gw-0002"] {
+        let noisy: Vec<Value> = alerts(&est, quiet)
+            .into_iter()
+            .filter(|a| a["severity"] != "info")
+            .collect();
+        assert!(noisy.is_empty(), "{quiet}: {noisy:?}");
+    }
+
+    // Alerted within two seconds of the broker receiving the publish.
+    let (_, detail) = est.api(
+        "GET",
+        &format!("/api/v1/alerts/{}", chain["id"].as_str().unwrap()),
+        None,
+    );
+    let received = detail["evidence"]["event"]["received_time"]
+        .as_i64()
+        .unwrap();
+    let entries = audit_entries(&est);
+    let opened = entries
+        .iter()
+        .find(|e| {
+            e["action"] == "alert.open"
+                && e["target"] == format!("alert:{}", chain["id"].as_str().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no alert.open for {chain}"));
+    let latency = rfc3339_ms(opened["at"].as_str().unwrap()) - received;
+    eprintln!("publish → alert.open: {latency} ms");
+    assert!(
+        (0..=2000).contains(&latency),
+        "publish → alert took {latency} ms"
+    );
+
+    // The built-in playbook quarantined the device, once, and saw the broker enforce it.
+    let quarantine = wait_for("the enforced quarantine", Duration::from_secs(30), || {
+        let (_, page) = est.api(
+            "GET",
+            &format!("/api/v1/responses?device={victim}&status=executed"),
+            None,
+        );
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["action"] == "quarantine"
+                    && r["detail"].as_str().unwrap().starts_with("quarantined")
+                    && !r["enforced_at"].is_null()
+            })
+            .cloned()
+    });
+    assert_eq!(quarantine["playbook"], "contain-compromised");
+    assert!(quarantine["expires_at"].is_string(), "{quarantine}");
+    let (_, device) = est.api("GET", &format!("/api/v1/devices/{victim}"), None);
+    assert_eq!(device["quarantined"], true, "{device}");
+
+    // A stock client with the device's own certificate is refused telemetry, allowed status.
+    let (ok, out) = publish(&server, &ca, &home.join("sim"), victim, "telemetry");
+    assert!(
+        !ok || out.to_lowercase().contains("not authorized"),
+        "{out}"
+    );
+    assert!(out.to_lowercase().contains("not authorized"), "{out}");
+
+    // The audit log reads alert → action → effect → enforcement.
+    let entries = audit_entries(&est);
+    let response_id = quarantine["id"].as_str().unwrap();
+    let alert_id = quarantine["alert"].as_str().unwrap();
+    let position = |pred: &dyn Fn(&Value) -> bool, what: &str| {
+        entries
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no audit entry for {what}"))
+    };
+    let seq = |i: usize| entries[i]["seq"].as_i64().unwrap();
+    let alert_at = position(
+        &|e| e["action"] == "alert.open" && e["target"] == format!("alert:{alert_id}"),
+        "alert.open",
+    );
+    let action_at = position(
+        &|e| e["action"] == "response.quarantine" && e["after"].to_string().contains(response_id),
+        "response.quarantine",
+    );
+    let effect_at = position(
+        &|e| {
+            e["action"] == "device.quarantine"
+                && e["actor"] == "system:playbook:contain-compromised"
+                && e["source"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(response_id))
+        },
+        "device.quarantine by the playbook",
+    );
+    let enforced_at = position(
+        &|e| e["action"] == "response.enforced" && e["after"].to_string().contains(response_id),
+        "response.enforced",
+    );
+    assert!(
+        seq(alert_at) < seq(action_at)
+            && seq(action_at) < seq(effect_at)
+            && seq(effect_at) < seq(enforced_at),
+        "out of order: alert {} action {} effect {} enforced {}",
+        seq(alert_at),
+        seq(action_at),
+        seq(effect_at),
+        seq(enforced_at)
+    );
+    let (status, verify) = est.api("GET", "/api/v1/audit/verify", None);
+    assert_eq!(status, 200);
+    assert!(verify["first_break"].is_null(), "{verify}");
+
+    // Triage and undo.
+    let (status, acked) = est.api(
+        "POST",
+        &format!("/api/v1/alerts/{alert_id}"),
+        Some(json!({"status": "acknowledged", "note": "isolating the camera"})),
+    );
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    let (status, bad) = est.api(
+        "POST",
+        &format!("/api/v1/alerts/{alert_id}"),
+        Some(json!({"status": "closed"})),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let (status, undone) = est.api(
+        "POST",
+        &format!("/api/v1/responses/{response_id}/undo"),
+        None,
+    );
+    assert_eq!(status, 200, "{undone}");
+    assert_eq!(undone["status"], "undone");
+    let (_, device) = est.api("GET", &format!("/api/v1/devices/{victim}"), None);
+    assert_eq!(device["quarantined"], false, "{device}");
+    let (status, again) = est.api(
+        "POST",
+        &format!("/api/v1/responses/{response_id}/undo"),
+        None,
+    );
+    assert_eq!(status, 409, "{again}");
+    let (ok, out) = publish(&server, &ca, &home.join("sim"), victim, "telemetry");
+    assert!(ok, "released, the device publishes again: {out}");
+}
+
+/// A webhook delivery: its headers (names lower-cased) and body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+/// A small HTTP server that hands back each request it receives.
+fn webhook_receiver() -> (String, mpsc::Receiver<Delivery>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.trim_end().split_once(": ") {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.parse().unwrap_or(0);
+                    }
+                    headers.push((k.to_ascii_lowercase(), v.to_owned()));
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send((headers, body));
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn playbooks_from_a_file_dry_run_wait_for_approval_and_sign_webhooks() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let (url, hooks) = webhook_receiver();
+    let playbooks = home.join("playbooks.yml");
+    std::fs::write(
+        &playbooks,
+        format!(
+            r#"
+playbooks:
+  - name: rehearse
+    mode: dry_run
+    when: {{tags: [attack.t1110.001]}}
+    actions:
+      - action: quarantine
+  - name: revoke-brute-forced
+    when: {{rules: ["Telnet brute force against a device"]}}
+    actions:
+      - action: revoke
+      - action: webhook
+        url: {url}
+        secret_env: TEST_HOOK_SECRET
+"#
+        ),
+    )
+    .unwrap();
+    let server = start_with_env(
+        home,
+        &[
+            ("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0"),
+            ("GARRISON_MONITOR__PLAYBOOKS", playbooks.to_str().unwrap()),
+            ("TEST_HOOK_SECRET", "s3cret"),
+        ],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let (status, books) = est.api("GET", "/api/v1/playbooks", None);
+    assert_eq!(status, 200);
+    assert_eq!(books.as_array().unwrap().len(), 2, "{books}");
+    let victim = "sim-cam-0000";
+    let _sim = sim(home, &server, &est, 1, &format!("mirai:{victim}@4s"));
+
+    // The webhook arrives signed: HMAC-SHA256 over "<timestamp>.<body>" with the secret.
+    let (headers, body) = hooks.recv_timeout(Duration::from_secs(90)).unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+    };
+    let timestamp = header("x-garrison-timestamp");
+    let signed = home.join("signed");
+    let mut data = format!("{timestamp}.").into_bytes();
+    data.extend_from_slice(&body);
+    std::fs::write(&signed, &data).unwrap();
+    let (_, digest, _) = run(
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-hmac", "s3cret", "-r"])
+            .arg(&signed),
+        None,
+    );
+    let expected = digest.split_whitespace().next().unwrap();
+    assert_eq!(header("x-garrison-signature"), format!("sha256={expected}"));
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["playbook"], "revoke-brute-forced");
+    assert!(
+        payload["alert"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Telnet brute force")
+    );
+
+    // Dry run: recorded, not done. Revocation: waits for approval.
+    let responses = wait_for("the responses", Duration::from_secs(20), || {
+        let (_, page) = est.api("GET", &format!("/api/v1/responses?device={victim}"), None);
+        let items = page["items"].as_array().unwrap().clone();
+        (items.iter().any(|r| r["status"] == "pending_approval")
+            && items.iter().any(|r| r["status"] == "dry_run"))
+        .then_some(items)
+    });
+    let (_, device) = est.api("GET", &format!("/api/v1/devices/{victim}"), None);
+    assert_eq!(
+        device["quarantined"], false,
+        "a dry run quarantines nothing"
+    );
+    let pending = responses
+        .iter()
+        .find(|r| r["status"] == "pending_approval")
+        .unwrap();
+    assert_eq!(pending["action"], "revoke");
+    let id = pending["id"].as_str().unwrap();
+
+    // An operator approves; a second decision loses.
+    let (status, approved) = est.api("POST", &format!("/api/v1/responses/{id}/approve"), None);
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "executed", "{approved}");
+    assert!(
+        approved["detail"].as_str().unwrap().contains("revoked"),
+        "{approved}"
+    );
+    let (status, _) = est.api("POST", &format!("/api/v1/responses/{id}/reject"), None);
+    assert_eq!(status, 409);
+    let (_, certs) = est.api(
+        "GET",
+        &format!("/api/v1/certificates?subject={victim}"),
+        None,
+    );
+    assert!(
+        certs
+            .as_array()
+            .or_else(|| certs["items"].as_array())
+            .unwrap()
+            .iter()
+            .any(|c| c["revoked_at"].is_string() && c["revocation_reason"] == "key-compromise"),
+        "{certs}"
+    );
+}
