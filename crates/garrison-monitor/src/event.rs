@@ -84,6 +84,9 @@ pub struct SecurityEvent {
     /// Threat-intelligence match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threat: Option<Threat>,
+    /// Syslog header fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogFields>,
     /// One line for people.
     pub message: String,
     /// What it was made from.
@@ -257,6 +260,36 @@ pub struct DriftFields {
 pub struct LogFields {
     /// Source.
     pub source: String,
+}
+
+/// A syslog message's header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyslogFields {
+    /// `5424` or `3164`; absent when the line was not syslog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u16>,
+    /// Whether it parsed as syslog.
+    pub parsed: bool,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: &'static str,
+    /// Facility (`auth`, `daemon` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility: Option<&'static str>,
+    /// Severity 0–7.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<u8>,
+    /// HOSTNAME.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// APP-NAME or TAG.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appname: Option<String>,
+    /// PROCID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub procid: Option<String>,
+    /// MSGID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<String>,
 }
 
 /// A threat-intelligence match.
@@ -704,5 +737,54 @@ fn telemetry_event(device: &DeviceId, received_at: UnixMillis, t: &Telemetry) ->
         t.interval_ms
     );
     e.raw_data = serde_json::to_string(t).unwrap_or_default();
+    e
+}
+
+/// Converts a syslog message. Its logsource is `product: linux` with `service` from the
+/// program (`sshd`), else `auth` for the auth facilities, else `syslog` — the names SigmaHQ's
+/// Linux rules use — so those rules apply to devices that forward their logs.
+pub fn syslog_event(record: &garrison_syslog::SyslogRecord) -> SecurityEvent {
+    let service = match (record.appname.as_deref(), record.facility) {
+        (Some("sshd"), _) => "sshd",
+        (Some("sudo"), _) => "sudo",
+        (Some("cron" | "CRON" | "crond"), _) => "cron",
+        (_, Some("auth" | "authpriv")) => "auth",
+        _ => "syslog",
+    };
+    let mut e = SecurityEvent::new(
+        record.timestamp.unwrap_or(record.received_at),
+        record.received_at,
+        "syslog",
+        service,
+        "syslog",
+        EVENT_LOG,
+        "Log",
+    );
+    e.product = "linux";
+    // Syslog severities 0 (emergency) … 7 (debug) onto OCSF's 1 … 5.
+    e.severity_id = match record.severity {
+        Some(0..=2) => 5,
+        Some(3) => 4,
+        Some(4) => 3,
+        Some(5) => 2,
+        _ => 1,
+    };
+    e.src_endpoint = Some(Endpoint {
+        ip: Some(record.peer.to_string()),
+        ..Endpoint::default()
+    });
+    e.syslog = Some(SyslogFields {
+        protocol: record.protocol,
+        parsed: record.parsed,
+        transport: record.transport.as_str(),
+        facility: record.facility,
+        severity: record.severity,
+        hostname: record.hostname.clone(),
+        appname: record.appname.clone(),
+        procid: record.procid.clone(),
+        msgid: record.msgid.clone(),
+    });
+    e.message = record.message.clone();
+    e.raw_data = record.raw.clone();
     e
 }

@@ -26,17 +26,21 @@ use garrison_store::{
     Store,
     monitor::{Alert, NewAlert, NewResponse, ResponseAction, ResponseChange, ResponseStatus},
 };
+use garrison_syslog::SyslogRecord;
 use tokio::sync::mpsc;
 
 use crate::{
     MonitorError,
-    event::{DeviceRef, SecurityEvent, normalise},
+    event::{DeviceRef, SecurityEvent, normalise, syslog_event},
     playbook::{ActionKind, Playbook},
     respond::{Cause, Responder, Webhooks},
 };
 
 /// The detail of a quarantine action that found the device already quarantined.
 const ALREADY_QUARANTINED: &str = "already quarantined";
+
+/// Syslog records detected per batch.
+const SYSLOG_BATCH: usize = 512;
 
 /// Networks remembered per device for "certificate used from a new network".
 const NETWORKS_PER_DEVICE: usize = 16;
@@ -83,18 +87,42 @@ impl Monitor {
         }
     }
 
-    /// Consumes observations until the intake closes the channel.
-    pub async fn run(mut self, mut observations: mpsc::Receiver<Vec<Observation>>) {
-        while let Some(batch) = observations.recv().await {
-            self.handle(batch).await;
+    /// Consumes observations until the intake closes the channel, and syslog records while
+    /// their listeners run.
+    pub async fn run(
+        mut self,
+        mut observations: mpsc::Receiver<Vec<Observation>>,
+        mut syslog: Option<mpsc::Receiver<SyslogRecord>>,
+    ) {
+        let mut records = Vec::with_capacity(SYSLOG_BATCH);
+        loop {
+            tokio::select! {
+                batch = observations.recv() => match batch {
+                    Some(batch) => {
+                        self.handle(batch).await;
+                    }
+                    None => return,
+                },
+                n = async {
+                    match syslog.as_mut() {
+                        Some(rx) => rx.recv_many(&mut records, SYSLOG_BATCH).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if n == 0 {
+                        syslog = None;
+                    } else {
+                        let events = records.drain(..).map(|r| syslog_event(&r)).collect();
+                        self.detect(events, None).await;
+                    }
+                }
+            }
         }
     }
 
-    /// Handles one batch.
+    /// Handles one batch of observations.
     pub async fn handle(&mut self, batch: Vec<Observation>) -> MonitorOutcome {
-        let mut outcome = MonitorOutcome::default();
-        let mut devices: HashMap<String, Option<DeviceRef>> = HashMap::new();
-        let mut alerts = Vec::new();
+        let mut events = Vec::new();
         for observation in &batch {
             if let Observation::AccessRefused {
                 device, reason, at, ..
@@ -103,17 +131,35 @@ impl Monitor {
             {
                 self.responses.observe_enforcement(device, *at).await;
             }
-            for mut event in normalise(observation) {
-                outcome.events += 1;
-                metrics::counter!("garrison_monitor_events_total", "category" => event.category)
-                    .increment(1);
-                self.enrich(&mut event, observation, &mut devices);
-                let json = event.to_json();
-                for detection in self.detector.process(&json) {
-                    outcome.detections += 1;
-                    metrics::counter!("garrison_monitor_detections_total").increment(1);
-                    alerts.push(self.alert(&event, json.clone(), detection));
-                }
+            for event in normalise(observation) {
+                events.push((event, Some(observation)));
+            }
+        }
+        let (events, observations): (Vec<_>, Vec<_>) = events.into_iter().unzip();
+        self.detect(events, Some(&observations)).await
+    }
+
+    /// Enriches and detects over normalised events (with the observations they came from,
+    /// when they came from the intake), then records alerts and runs playbooks.
+    async fn detect(
+        &mut self,
+        events: Vec<SecurityEvent>,
+        observations: Option<&[Option<&Observation>]>,
+    ) -> MonitorOutcome {
+        let mut outcome = MonitorOutcome::default();
+        let mut devices: HashMap<String, Option<DeviceRef>> = HashMap::new();
+        let mut alerts = Vec::new();
+        for (i, mut event) in events.into_iter().enumerate() {
+            outcome.events += 1;
+            metrics::counter!("garrison_monitor_events_total", "category" => event.category)
+                .increment(1);
+            let observation = observations.and_then(|o| o.get(i).copied().flatten());
+            self.enrich(&mut event, observation, &mut devices);
+            let json = event.to_json();
+            for detection in self.detector.process(&json) {
+                outcome.detections += 1;
+                metrics::counter!("garrison_monitor_detections_total").increment(1);
+                alerts.push(self.alert(&event, json.clone(), detection));
             }
         }
         if alerts.is_empty() {
@@ -154,9 +200,19 @@ impl Monitor {
     fn enrich(
         &mut self,
         event: &mut SecurityEvent,
-        observation: &Observation,
+        observation: Option<&Observation>,
         devices: &mut HashMap<String, Option<DeviceRef>>,
     ) {
+        // A syslog message names its device by HOSTNAME, when that is a managed device's id.
+        if event.device.is_none()
+            && let Some(host) = event.syslog.as_ref().and_then(|s| s.hostname.clone())
+            && DeviceId::new(&host).is_ok_and(|d| self.index.contains(&d))
+        {
+            event.device = Some(DeviceRef {
+                id: host,
+                ..DeviceRef::default()
+            });
+        }
         let Some(id) = event.device_id().map(str::to_owned) else {
             return;
         };
@@ -178,11 +234,11 @@ impl Monitor {
         if let Some(known) = known {
             event.device = Some(known);
         }
-        if let Observation::Connected {
+        if let Some(Observation::Connected {
             device,
             address: Some(address),
             ..
-        } = observation
+        }) = observation
             && let Some(src) = event.src_endpoint.as_mut()
         {
             let network = network_of(address);

@@ -48,6 +48,36 @@ pub struct Config {
     pub posture: PostureConfig,
     /// `[monitor]`
     pub monitor: MonitorConfig,
+    /// `[syslog]`
+    pub syslog: SyslogConfig,
+}
+
+/// `[syslog]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// UDP listen address (RFC 5426); unset: off.
+    pub udp: Option<SocketAddr>,
+    /// Plain TCP listen address (RFC 6587); unset: off.
+    pub tcp: Option<SocketAddr>,
+    /// TLS listen address (RFC 5425, usually port 6514), with the API's certificate; unset: off.
+    pub tls: Option<SocketAddr>,
+    /// Longest message accepted, bytes.
+    pub max_message_bytes: usize,
+    /// Most TCP and TLS connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            udp: None,
+            tcp: None,
+            tls: None,
+            max_message_bytes: 8192,
+            max_connections: 1000,
+        }
+    }
 }
 
 /// `[monitor]`
@@ -321,6 +351,7 @@ impl Default for Config {
             inventory: InventoryConfig::default(),
             posture: PostureConfig::default(),
             monitor: MonitorConfig::default(),
+            syslog: SyslogConfig::default(),
         }
     }
 }
@@ -535,6 +566,11 @@ impl Config {
         if !p.interval.is_zero() && p.interval < Duration::from_secs(60) {
             bail!(
                 "invalid value for key posture.interval: expected \"0s\" (on demand only) or at least 1m"
+            );
+        }
+        if !(480..=1_048_576).contains(&self.syslog.max_message_bytes) {
+            bail!(
+                "invalid value for key syslog.max_message_bytes: expected 480 (RFC 5426's minimum) to 1048576"
             );
         }
         if self.monitor.expiry_check < Duration::from_secs(1) {

@@ -22,6 +22,8 @@ use crate::config::MonitorConfig;
 
 /// Observations waiting for the monitor before the intake waits too.
 pub const OBSERVATION_QUEUE: usize = 64;
+/// Syslog records waiting for the monitor before stream senders wait (and UDP drops).
+pub const SYSLOG_QUEUE: usize = 10_000;
 
 /// Rules and playbooks, loaded and checked before anything starts.
 pub struct Loaded {
@@ -85,7 +87,15 @@ pub struct Monitoring {
     pub broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
 }
 
-/// Starts the pipeline on `observations` and the expiry of response actions.
+/// What the monitor consumes.
+pub struct Inputs {
+    /// From the device intake.
+    pub observations: mpsc::Receiver<Vec<Observation>>,
+    /// From the syslog listeners, when any run.
+    pub syslog: Option<mpsc::Receiver<garrison_syslog::SyslogRecord>>,
+}
+
+/// Starts the pipeline on its inputs and the expiry of response actions.
 pub fn start(
     config: &MonitorConfig,
     loaded: Loaded,
@@ -93,7 +103,7 @@ pub fn start(
     tenant: TenantId,
     identity: IdentityService,
     inventory: InventoryService,
-    observations: mpsc::Receiver<Vec<Observation>>,
+    inputs: Inputs,
 ) -> anyhow::Result<Monitoring> {
     let broker = Arc::new(OnceLock::new());
     let index = inventory.index().clone();
@@ -107,7 +117,7 @@ pub fn start(
     let responses =
         ResponseService::new(tenant, store.clone(), Arc::new(responder), loaded.playbooks)?;
     let monitor = Monitor::new(store, index, loaded.detector, responses.clone());
-    tokio::spawn(monitor.run(observations));
+    tokio::spawn(monitor.run(inputs.observations, inputs.syslog));
     tokio::spawn(responses.clone().run_expiry(config.expiry_check));
     Ok(Monitoring { responses, broker })
 }

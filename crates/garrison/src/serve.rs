@@ -31,6 +31,7 @@ pub(crate) struct Server {
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
     crl_refresher: tokio::task::JoinHandle<()>,
+    _syslog: Option<garrison_syslog::SyslogListeners>,
     _lock: std::fs::File,
     /// The HTTPS address.
     pub(crate) api_addr: SocketAddr,
@@ -145,6 +146,19 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         crate::inventory::start(&config, store.clone(), tenant.clone(), &identity, observer)
             .await
             .context("cannot start the inventory")?;
+    let wants_syslog =
+        config.syslog.udp.is_some() || config.syslog.tcp.is_some() || config.syslog.tls.is_some();
+    if wants_syslog && monitor_rules.is_none() {
+        anyhow::bail!(
+            "the syslog intake feeds monitoring, which is off (monitor.enabled = false); enable it or unset syslog.udp/tcp/tls"
+        );
+    }
+    let (syslog_tx, syslog_rx) = if wants_syslog {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::monitor::SYSLOG_QUEUE);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let monitoring = match (monitor_rules, observations) {
         (Some(loaded), Some(observations)) => Some(crate::monitor::start(
             &config.monitor,
@@ -153,9 +167,39 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
             tenant.clone(),
             identity.clone(),
             inventory.service.clone(),
-            observations,
+            crate::monitor::Inputs {
+                observations,
+                syslog: syslog_rx,
+            },
         )?),
         _ => None,
+    };
+    let syslog = match syslog_tx {
+        Some(sink) => {
+            let listeners = garrison_syslog::SyslogListeners::start(
+                garrison_syslog::SyslogSettings {
+                    udp: config.syslog.udp,
+                    tcp: config.syslog.tcp,
+                    tls: config.syslog.tls.map(|a| (a, tls.clone())),
+                    max_message_bytes: config.syslog.max_message_bytes,
+                    max_connections: config.syslog.max_connections,
+                },
+                sink,
+            )
+            .await
+            .context("cannot start the syslog intake; change or unset syslog.udp/tcp/tls")?;
+            for (transport, address) in [
+                ("udp", listeners.udp_addr()),
+                ("tcp", listeners.tcp_addr()),
+                ("tls", listeners.tls_addr()),
+            ] {
+                if let Some(address) = address {
+                    tracing::info!(transport, %address, "Syslog intake listening");
+                }
+            }
+            Some(listeners)
+        }
+        None => None,
     };
     let mut forwarders = Vec::new();
     let broker = if config.broker.enabled {
@@ -257,6 +301,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         tls,
         app,
         crl_refresher,
+        _syslog: syslog,
         _lock: lock,
         api_addr,
         ca_file,

@@ -36,23 +36,6 @@ fn bootstrap_token(est: &Est<'_>, pattern: &str, uses: i64) -> String {
     token["token"].as_str().unwrap().to_owned()
 }
 
-fn metric(est: &Est<'_>, name_and_labels: &str) -> f64 {
-    let (_, text, _) = run(
-        Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(est.ca)
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", est.token))
-            .arg(format!("{}/metrics", est.url)),
-        None,
-    );
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn all_pages(est: &Est<'_>, path: &str) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;

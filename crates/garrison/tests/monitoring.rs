@@ -458,3 +458,122 @@ playbooks:
         "{certs}"
     );
 }
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn syslog_from_logger_over_udp_and_tcp_meets_sigma_rules() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let (udp, tcp, tls) = (free_port(), free_port(), free_port());
+    let rule = home.join("sshd.yml");
+    std::fs::write(
+        &rule,
+        r#"title: SSH login attempt for an invalid user
+id: 5d0f4c57-3a38-4d0e-9a7e-6f7f0c2b9c11
+status: test
+logsource:
+    product: linux
+    service: sshd
+detection:
+    selection:
+        message|contains: 'Failed password for invalid user'
+    condition: selection
+level: high
+tags:
+    - attack.credential-access
+    - attack.t1110.001
+"#,
+    )
+    .unwrap();
+    let config = home.join("garrison.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[monitor]\nrules = [{rule:?}]\n\n[syslog]\nudp = \"127.0.0.1:{udp}\"\ntcp = \"127.0.0.1:{tcp}\"\ntls = \"127.0.0.1:{tls}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = start_with(home, &["--config", config.to_str().unwrap()], &[]);
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let message = "Failed password for invalid user admin from 203.0.113.9 port 4242 ssh2";
+    for transport in [
+        &["--udp", "--rfc5424"][..],
+        &["--tcp", "--rfc3164", "--octet-count"][..],
+        &["--tcp", "--rfc5424"][..],
+    ] {
+        let port = if transport[0] == "--udp" { udp } else { tcp };
+        let (ok, out, err) = run(
+            Command::new("logger")
+                .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+                .args(transport)
+                .args(["-t", "sshd", "-p", "authpriv.notice", message]),
+            None,
+        );
+        assert!(ok, "logger {transport:?}: {out}{err}");
+    }
+    // RFC 5425: octet-counted frames over TLS, verified against Garrison's CA.
+    let frame = format!("<86>1 2026-12-04T10:00:00Z gw-9 sshd 77 - - {message}");
+    let (ok, out, err) = run(
+        Command::new("openssl")
+            .args([
+                "s_client",
+                "-brief",
+                "-connect",
+                &format!("127.0.0.1:{tls}"),
+            ])
+            .args(["-verify_return_error", "-CAfile"])
+            .arg(&ca),
+        Some(&format!("{} {frame}", frame.len())),
+    );
+    assert!(ok, "openssl s_client: {out}{err}");
+    // Not syslog at all: kept and counted, not dropped.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"this is not syslog", ("127.0.0.1", udp))
+        .unwrap();
+
+    let alert = wait_for("the sshd alert", Duration::from_secs(20), || {
+        let (_, page) = est.api("GET", "/api/v1/alerts?limit=50", None);
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["title"] == "SSH login attempt for an invalid user"
+                    && a["occurrences"].as_i64() == Some(4)
+            })
+            .cloned()
+    });
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["techniques"], json!(["T1110.001"]));
+    let event = &alert["evidence"]["event"];
+    assert_eq!(event["product"], "linux");
+    assert_eq!(event["service"], "sshd");
+    assert_eq!(event["syslog"]["appname"], "sshd");
+    assert_eq!(event["syslog"]["facility"], "authpriv");
+    assert_eq!(event["src_endpoint"]["ip"], "127.0.0.1");
+    assert!(event["raw_data"].as_str().unwrap().contains(message));
+    wait_for("the unparsed count", Duration::from_secs(10), || {
+        (metric(&est, "garrison_syslog_unparsed_total{transport=\"udp\"}") >= 1.0).then_some(())
+    });
+    assert_eq!(
+        metric(&est, "garrison_syslog_messages_total{transport=\"tcp\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&est, "garrison_syslog_messages_total{transport=\"udp\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric(&est, "garrison_syslog_messages_total{transport=\"tls\"}"),
+        1.0
+    );
+}

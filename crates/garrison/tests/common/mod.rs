@@ -292,6 +292,24 @@ pub fn subject(path: &Path) -> String {
 }
 
 /// Logs in as the first admin with curl and returns an [`Est`] for the server.
+/// A Prometheus sample's value from `/metrics` (0 when absent).
+pub fn metric(est: &Est<'_>, name_and_labels: &str) -> f64 {
+    let (_, text, _) = run(
+        Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(est.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", est.token))
+            .arg(format!("{}/metrics", est.url)),
+        None,
+    );
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn est_for<'a>(server: &Server, home: &'a Path, ca: &'a Path) -> Est<'a> {
     let url = format!("https://{}", server.addr);
     let (ok, out, err) = run(
