@@ -11,6 +11,16 @@ pub enum MonitorError {
         /// What is wrong.
         reason: String,
     },
+    /// A threat-intelligence file is malformed.
+    #[error("threat intelligence in {file}, line {line}: {reason}")]
+    Intel {
+        /// The file.
+        file: String,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// The detection rules did not load.
     #[error("detection rules: {0}")]
     Rules(String),

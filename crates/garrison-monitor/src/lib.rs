@@ -14,6 +14,7 @@
 
 mod error;
 pub mod event;
+pub mod intel;
 pub mod playbook;
 pub mod respond;
 pub mod service;

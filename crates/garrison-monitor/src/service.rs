@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use crate::{
     MonitorError,
     event::{DeviceRef, SecurityEvent, normalise, syslog_event},
+    intel::ThreatIntel,
     playbook::{ActionKind, Playbook},
     respond::{Cause, Responder, Webhooks},
 };
@@ -67,6 +68,7 @@ pub struct Monitor {
     detector: Detector,
     responses: ResponseService,
     networks: HashMap<DeviceId, VecDeque<String>>,
+    intel: ThreatIntel,
 }
 
 impl Monitor {
@@ -84,7 +86,14 @@ impl Monitor {
             detector,
             responses,
             networks: HashMap::new(),
+            intel: ThreatIntel::default(),
         }
+    }
+
+    /// Enriches every event with these indicators (`threat.*`) before detection.
+    pub fn with_intel(mut self, intel: ThreatIntel) -> Monitor {
+        self.intel = intel;
+        self
     }
 
     /// Consumes observations until the intake closes the channel, and syslog records while
@@ -149,12 +158,14 @@ impl Monitor {
         let mut outcome = MonitorOutcome::default();
         let mut devices: HashMap<String, Option<DeviceRef>> = HashMap::new();
         let mut alerts = Vec::new();
+        let now = garrison_core::now_ms();
         for (i, mut event) in events.into_iter().enumerate() {
             outcome.events += 1;
             metrics::counter!("garrison_monitor_events_total", "category" => event.category)
                 .increment(1);
             let observation = observations.and_then(|o| o.get(i).copied().flatten());
             self.enrich(&mut event, observation, &mut devices);
+            self.intel.enrich(&mut event, now);
             let json = event.to_json();
             for detection in self.detector.process(&json) {
                 outcome.detections += 1;

@@ -92,6 +92,10 @@ pub struct MonitorConfig {
     pub rules: Vec<PathBuf>,
     /// Playbook file (YAML); empty: the built-in playbook.
     pub playbooks: Option<PathBuf>,
+    /// Threat-intelligence files (plain lists or `.csv`); each file's name is its source.
+    pub intel: Vec<PathBuf>,
+    /// Confidence (0–100) of indicators whose file gives none.
+    pub intel_confidence: u8,
     /// Every playbook only records what it would do.
     pub dry_run: bool,
     /// How often expired response actions are undone.
@@ -106,6 +110,8 @@ impl Default for MonitorConfig {
             builtin_rules: true,
             rules: Vec::new(),
             playbooks: None,
+            intel: Vec::new(),
+            intel_confidence: 75,
             dry_run: false,
             expiry_check: Duration::from_secs(10),
         }
@@ -572,6 +578,9 @@ impl Config {
             bail!(
                 "invalid value for key syslog.max_message_bytes: expected 480 (RFC 5426's minimum) to 1048576"
             );
+        }
+        if self.monitor.intel_confidence > 100 {
+            bail!("invalid value for key monitor.intel_confidence: expected 0 to 100");
         }
         if self.monitor.expiry_check < Duration::from_secs(1) {
             bail!("invalid value for key monitor.expiry_check: expected at least 1s");

@@ -182,6 +182,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The whole fleet connects from this one address.
     config.broker.max_connects_per_minute_per_source = 0;
     config.posture.interval = Duration::from_secs(300);
+    // A threat feed naming the simulator's C2 server, so the beaconing device is caught.
+    let feed = args.data_dir.join("demo-c2-feed.txt");
+    std::fs::write(
+        &feed,
+        format!(
+            "# The demo's threat feed: the C2 server the attack scenarios contact.\n{}\n",
+            garrison_sim::scenario::C2_ADDRESS
+        ),
+    )
+    .with_context(|| format!("cannot write {}", feed.display()))?;
+    config.monitor.intel.push(feed);
     // The server's log goes to a file: the terminal is the tour's.
     let log_path = args.data_dir.join("server.log");
     let log = std::fs::File::create(&log_path)

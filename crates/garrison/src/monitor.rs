@@ -12,6 +12,7 @@ use garrison_identity::IdentityService;
 use garrison_inventory::{InventoryService, Observation};
 use garrison_monitor::{
     Monitor, ResponseService,
+    intel::ThreatIntel,
     playbook::{self, Playbook},
     respond::LiveResponder,
 };
@@ -29,6 +30,7 @@ pub const SYSLOG_QUEUE: usize = 10_000;
 pub struct Loaded {
     detector: Detector,
     playbooks: Vec<Playbook>,
+    intel: ThreatIntel,
 }
 
 /// Loads the rules and playbooks `config` names; a bad playbook file stops the start, a rule
@@ -68,6 +70,26 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
         }
         None => playbook::parse("the built-in playbook", playbook::DEFAULT_PLAYBOOKS)?,
     };
+    let mut intel = ThreatIntel::default();
+    for path in &config.intel {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the threat intelligence in {} (monitor.intel)",
+                path.display()
+            )
+        })?;
+        let source = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        let n = intel.load(
+            &path.display().to_string(),
+            &text,
+            &source,
+            config.intel_confidence,
+        )?;
+        tracing::info!(file = %path.display(), indicators = n, "Threat intelligence loaded");
+    }
     if config.dry_run {
         for p in &mut playbooks {
             p.dry_run = true;
@@ -76,6 +98,7 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
     Ok(Loaded {
         detector,
         playbooks,
+        intel,
     })
 }
 
@@ -116,7 +139,8 @@ pub fn start(
     );
     let responses =
         ResponseService::new(tenant, store.clone(), Arc::new(responder), loaded.playbooks)?;
-    let monitor = Monitor::new(store, index, loaded.detector, responses.clone());
+    let monitor =
+        Monitor::new(store, index, loaded.detector, responses.clone()).with_intel(loaded.intel);
     tokio::spawn(monitor.run(inputs.observations, inputs.syslog));
     tokio::spawn(responses.clone().run_expiry(config.expiry_check));
     Ok(Monitoring { responses, broker })

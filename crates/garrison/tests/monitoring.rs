@@ -577,3 +577,41 @@ tags:
         1.0
     );
 }
+
+#[test]
+fn a_beacon_to_a_listed_address_is_an_alert() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let list = home.join("feodo.txt");
+    // The simulator's C2 server (TEST-NET-2) is on the list; a neighbouring network is not.
+    std::fs::write(&list, "# C2 servers\n198.51.100.23\n192.0.2.0/24\n").unwrap();
+    let config = home.join("garrison.toml");
+    std::fs::write(&config, format!("[monitor]\nintel = [{list:?}]\n")).unwrap();
+    let server = start_with(
+        home,
+        &["--config", config.to_str().unwrap()],
+        &[("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0")],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let victim = "sim-cam-0000";
+    let _sim = sim(home, &server, &est, 2, &format!("c2-beacon:{victim}@3s"));
+    let alert = wait_for("the threat-intel alert", Duration::from_secs(60), || {
+        alerts(&est, victim)
+            .into_iter()
+            .find(|a| a["title"] == "Device connected to a threat-intelligence listed address")
+    });
+    assert_eq!(alert["severity"], "high", "{alert}");
+    let threat = &alert["evidence"]["event"]["threat"];
+    assert_eq!(threat["indicator"], "198.51.100.23", "{alert}");
+    assert_eq!(threat["source"], "feodo");
+    assert_eq!(threat["confidence"], 75);
+    assert_eq!(threat["field"], "dst_endpoint.ip");
+    // The other device talks only to its usual peers.
+    assert!(
+        alerts(&est, "sim-plug-0001")
+            .iter()
+            .all(|a| a["evidence"]["event"]["threat"].is_null()),
+        "an unlisted device was flagged"
+    );
+}
