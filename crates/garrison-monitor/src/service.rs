@@ -307,11 +307,13 @@ impl Monitor {
                 .join(","),
             (None, DetectionKind::Match { .. }) => String::new(),
         };
-        let (techniques, tags): (Vec<String>, Vec<String>) = detection
-            .tags
-            .iter()
-            .cloned()
-            .partition(|t| technique(t).is_some());
+        let (mut techniques, mut tags) = (Vec::new(), Vec::new());
+        for tag in &detection.tags {
+            match technique(tag) {
+                Some(id) => techniques.push(id),
+                None => tags.push(tag.clone()),
+            }
+        }
         NewAlert {
             tenant: self.tenant.clone(),
             dedup_key: format!("{rule_id}|{subject}"),
@@ -319,7 +321,7 @@ impl Monitor {
             title: detection.title,
             severity: detection.severity,
             device,
-            techniques: techniques.iter().filter_map(|t| technique(t)).collect(),
+            techniques,
             tags,
             at: event.received_time,
             evidence,

@@ -379,9 +379,18 @@ pub(crate) struct DeviceFilterQuery {
     cursor: Option<String>,
 }
 
-fn optional_device(raw: Option<&str>) -> ApiResult<Option<DeviceId>> {
+pub(crate) fn optional_device(raw: Option<&str>) -> ApiResult<Option<DeviceId>> {
     raw.map(|d| DeviceId::new(d).map_err(|e| ApiError::invalid_query("device", e.to_string())))
         .transpose()
+}
+
+/// A `severity` query parameter: this severity or worse.
+pub(crate) fn optional_severity(raw: Option<&str>) -> ApiResult<Option<garrison_core::Severity>> {
+    raw.map(|s| {
+        s.parse::<garrison_core::Severity>()
+            .map_err(|e| ApiError::invalid_query("severity", e.to_string()))
+    })
+    .transpose()
 }
 
 /// Configuration drift events, newest first.

@@ -5,7 +5,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use garrison_core::{DeviceId, Permission, Severity};
+use garrison_core::Permission;
 use garrison_monitor::MonitorError;
 use garrison_store::{
     PageRequest,
@@ -14,8 +14,9 @@ use garrison_store::{
 use serde::Deserialize;
 
 use crate::{
-    ApiError, ApiJson, ApiResult, ApiState, Caller, ErrorBody, StrictQuery,
+    ApiError, ApiJson, ApiResult, ApiState, Caller, ErrorBody, Pagination, StrictQuery,
     extract::MAX_PAGE,
+    routes::inventory::{optional_device, optional_severity},
     views::{
         PageOf,
         monitor::{
@@ -34,28 +35,6 @@ pub(crate) struct AlertQuery {
     severity: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
-}
-
-fn page(limit: Option<&str>, cursor: Option<String>) -> ApiResult<PageRequest> {
-    let limit = match limit {
-        None => 50,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::invalid_query("limit", format!("limit must be 1–{MAX_PAGE}"))
-            })?,
-    };
-    Ok(PageRequest {
-        limit,
-        after: cursor,
-    })
-}
-
-fn device(text: Option<&str>) -> ApiResult<Option<DeviceId>> {
-    text.map(|d| DeviceId::new(d).map_err(|e| ApiError::invalid_query("device", e.to_string())))
-        .transpose()
 }
 
 fn alert_status(text: &str, field: &str) -> ApiResult<AlertStatus> {
@@ -103,23 +82,16 @@ pub(crate) async fn alerts(
                 ));
             }
         },
-        device: device(q.device.as_deref())?,
+        device: optional_device(q.device.as_deref())?,
         rule: q.rule.clone(),
-        min_severity: q
-            .severity
-            .as_deref()
-            .map(|s| {
-                s.parse::<Severity>()
-                    .map_err(|e| ApiError::invalid_query("severity", e.to_string()))
-            })
-            .transpose()?,
+        min_severity: optional_severity(q.severity.as_deref())?,
     };
     let alerts = state
         .store()
         .alerts_list(
             &caller.tenant,
             &filter,
-            &page(q.limit.as_deref(), q.cursor)?,
+            &Pagination::parse(q.limit, q.cursor)?.to_request(),
         )
         .await?;
     Ok(Json(PageOf::from_page(alerts, AlertView::from)))
@@ -260,14 +232,14 @@ pub(crate) async fn responses(
                 })
             })
             .transpose()?,
-        device: device(q.device.as_deref())?,
+        device: optional_device(q.device.as_deref())?,
     };
     let page = state
         .store()
         .responses_list(
             &caller.tenant,
             &filter,
-            &page(q.limit.as_deref(), q.cursor)?,
+            &Pagination::parse(q.limit, q.cursor)?.to_request(),
         )
         .await?;
     Ok(Json(PageOf::from_page(page, ResponseView::from)))

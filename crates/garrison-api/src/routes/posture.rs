@@ -9,14 +9,14 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use garrison_core::{DeviceId, Permission, Severity, now_ms};
+use garrison_core::{DeviceId, Permission, now_ms};
 use garrison_posture::PostureError;
 use garrison_store::inventory::{FindingFilter, FindingStatus, Suppression};
 use serde::Deserialize;
 
 use crate::{
     ApiError, ApiJson, ApiResult, ApiState, Caller, ErrorBody, Pagination, StrictQuery,
-    routes::inventory::{csv, inventory_error},
+    routes::inventory::{csv, inventory_error, optional_device, optional_severity},
     views::{
         PageOf,
         inventory::{
@@ -116,19 +116,8 @@ fn finding_filter(q: &FindingQuery) -> ApiResult<FindingFilter> {
             })
             .transpose()?,
         check: q.check.clone(),
-        device: q
-            .device
-            .as_deref()
-            .map(|d| DeviceId::new(d).map_err(|e| ApiError::invalid_query("device", e.to_string())))
-            .transpose()?,
-        min_severity: q
-            .severity
-            .as_deref()
-            .map(|s| {
-                s.parse::<Severity>()
-                    .map_err(|e| ApiError::invalid_query("severity", e.to_string()))
-            })
-            .transpose()?,
+        device: optional_device(q.device.as_deref())?,
+        min_severity: optional_severity(q.severity.as_deref())?,
     })
 }
 
