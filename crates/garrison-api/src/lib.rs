@@ -105,6 +105,8 @@ struct Inner {
         garrison_posture::PostureService,
     )>,
     responses: OnceLock<garrison_monitor::ResponseService>,
+    forwarder: OnceLock<garrison_inventory::forward::Forwarder>,
+    intel: OnceLock<garrison_monitor::feeds::IntelService>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -136,6 +138,8 @@ impl ApiState {
                 broker: OnceLock::new(),
                 inventory: OnceLock::new(),
                 responses: OnceLock::new(),
+                forwarder: OnceLock::new(),
+                intel: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -171,6 +175,30 @@ impl ApiState {
     /// Lets the API list playbooks and decide response actions.
     pub fn attach_monitor(&self, responses: garrison_monitor::ResponseService) {
         let _ = self.inner.responses.set(responses);
+    }
+
+    /// Opens the HTTP intake (`POST /api/v1/intake/messages`) into `forwarder`.
+    pub fn attach_intake(&self, forwarder: garrison_inventory::forward::Forwarder) {
+        let _ = self.inner.forwarder.set(forwarder);
+    }
+
+    /// Lets the API import and remove threat-intelligence sources.
+    pub fn attach_intel(&self, intel: garrison_monitor::feeds::IntelService) {
+        let _ = self.inner.intel.set(intel);
+    }
+
+    pub(crate) fn intel(&self) -> ApiResult<&garrison_monitor::feeds::IntelService> {
+        self.inner
+            .intel
+            .get()
+            .ok_or_else(|| ApiError::unavailable("monitoring is not running on this server"))
+    }
+
+    pub(crate) fn forwarder(&self) -> ApiResult<&garrison_inventory::forward::Forwarder> {
+        self.inner
+            .forwarder
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the intake is not running on this server"))
     }
 
     pub(crate) fn responses(&self) -> ApiResult<&garrison_monitor::ResponseService> {
@@ -245,6 +273,8 @@ pub fn metrics_handle() -> PrometheusHandle {
         (name = "groups", description = "Device groups: static, or dynamic by query"),
         (name = "posture", description = "Posture audit: checks, runs, findings, firmware policies"),
         (name = "monitoring", description = "Monitoring and response: alerts, response actions, playbooks"),
+        (name = "intake", description = "Device messages forwarded by gateways and collectors"),
+        (name = "intel", description = "Threat-intelligence sources: import, list, remove"),
         (name = "certificates", description = "Certificates Garrison issued: inspect, revoke, expiry"),
         (name = "enrollment", description = "Bootstrap tokens, claim certificates and the approval queue"),
         (name = "system", description = "Health, readiness, metrics, server information"),

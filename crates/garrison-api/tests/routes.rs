@@ -33,6 +33,11 @@ const PASSWORD: &str = "correct horse battery staple";
 struct Fixture {
     app: Router,
     store: Arc<dyn Store>,
+    _intake: (
+        tokio::sync::mpsc::Sender<garrison_inventory::Incoming>,
+        tokio::sync::mpsc::Receiver<garrison_inventory::Incoming>,
+    ),
+    _hunts: tokio::sync::mpsc::Receiver<garrison_monitor::feeds::Hunt>,
     _dir: tempfile::TempDir,
 }
 
@@ -119,6 +124,24 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         )
         .unwrap(),
     );
+    let (intel, hunts) = garrison_monitor::feeds::IntelService::start(
+        TenantId::default(),
+        store.clone(),
+        garrison_monitor::intel::ThreatIntel::default(),
+        Vec::new(),
+        75,
+        garrison_monitor::intel::SharedIntel::default(),
+    )
+    .await
+    .unwrap();
+    state.attach_intel(intel);
+    let intake = tokio::sync::mpsc::channel(1024);
+    state.attach_intake(garrison_inventory::forward::Forwarder::new(
+        &intake.0,
+        index.clone(),
+        store.clone(),
+        garrison_contract::Limits::default(),
+    ));
     state.attach_inventory(
         garrison_inventory::InventoryService::new(store.clone(), index.clone()),
         garrison_posture::PostureService::new(
@@ -135,6 +158,8 @@ async fn fixture(settings: ApiSettings) -> Fixture {
     Fixture {
         app: garrison_api::app(state),
         store,
+        _intake: intake,
+        _hunts: hunts,
         _dir: dir,
     }
 }
@@ -273,6 +298,7 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
         ("put", "/api/v1/posture/firmware-policies/{model}") => {
             Some(json!({ "minimum_version": "2.1" }))
         }
+        ("post", "/api/v1/intake/messages") => Some(json!({ "messages": [] })),
         ("post", "/api/v1/auth/password") => {
             Some(json!({ "current_password": PASSWORD, "new_password": PASSWORD }))
         }

@@ -22,6 +22,9 @@ pub enum Role {
     Auditor,
     /// Reads operational state; changes nothing, sees no audit log.
     ReadOnly,
+    /// Hands in device messages for the devices behind it (an edge gateway, a collector):
+    /// the HTTP intake and nothing else.
+    Forwarder,
 }
 
 /// Something a route lets its caller do.
@@ -55,6 +58,10 @@ pub enum Permission {
     AlertsWrite,
     /// Decide response actions: approve, reject, undo.
     ResponseWrite,
+    /// Hand in device messages through the HTTP intake.
+    IntakeWrite,
+    /// Import and remove threat-intelligence sources.
+    IntelWrite,
 }
 
 impl Permission {
@@ -73,6 +80,8 @@ impl Permission {
         Permission::PostureWrite,
         Permission::AlertsWrite,
         Permission::ResponseWrite,
+        Permission::IntakeWrite,
+        Permission::IntelWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -91,6 +100,8 @@ impl Permission {
             Permission::PostureWrite => "posture:write",
             Permission::AlertsWrite => "alerts:write",
             Permission::ResponseWrite => "response:write",
+            Permission::IntakeWrite => "intake:write",
+            Permission::IntelWrite => "intel:write",
         }
     }
 
@@ -114,6 +125,7 @@ impl Role {
         Role::Analyst,
         Role::Auditor,
         Role::ReadOnly,
+        Role::Forwarder,
     ];
 
     /// Whether this role grants `permission`. This match is the whole RBAC matrix.
@@ -132,6 +144,7 @@ impl Role {
                     | P::PostureWrite
                     | P::AlertsWrite
                     | P::ResponseWrite
+                    | P::IntelWrite
             ),
             // Analysts triage: they may run the audit, suppress findings and work alerts, but
             // act on devices only through operators.
@@ -143,6 +156,7 @@ impl Role {
                     | P::DevicesRead
                     | P::PostureWrite
                     | P::AlertsWrite
+                    | P::IntelWrite
             ),
             Role::Auditor => matches!(
                 permission,
@@ -154,6 +168,9 @@ impl Role {
                     | P::DevicesRead
             ),
             Role::ReadOnly => matches!(permission, P::SystemRead | P::SelfManage | P::DevicesRead),
+            // A forwarder's token sits on a gateway in the field: if it leaks, it must not read
+            // the fleet or change anything but what devices could have reported themselves.
+            Role::Forwarder => matches!(permission, P::SystemRead | P::IntakeWrite),
         }
     }
 
@@ -173,6 +190,7 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Auditor => "auditor",
             Role::ReadOnly => "read-only",
+            Role::Forwarder => "forwarder",
         }
     }
 }
@@ -185,7 +203,9 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of [`Role::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}: expected one of admin, operator, analyst, auditor, read-only")]
+#[error(
+    "unknown role {0:?}: expected one of admin, operator, analyst, auditor, read-only, forwarder"
+)]
 pub struct ParseRoleError(pub String);
 
 impl FromStr for Role {
@@ -229,6 +249,26 @@ mod tests {
                 matches!(r, Role::Admin | Role::Auditor)
             );
         }
+    }
+
+    #[test]
+    fn a_forwarder_may_hand_in_messages_and_nothing_else() {
+        for &p in Permission::ALL {
+            assert_eq!(
+                Role::Forwarder.grants(p),
+                matches!(p, Permission::IntakeWrite | Permission::SystemRead),
+                "{p}"
+            );
+        }
+        // Only admin and forwarders feed the intake: people act, they do not report.
+        for &r in Role::ALL {
+            assert_eq!(
+                r.grants(Permission::IntakeWrite),
+                matches!(r, Role::Admin | Role::Forwarder),
+                "{r}"
+            );
+        }
+        assert!(!Role::Forwarder.covers(Role::ReadOnly));
     }
 
     #[test]

@@ -159,6 +159,21 @@ pub enum Observation {
         /// When.
         at: UnixMillis,
     },
+    /// What the broker delivered from a device in one batch: its MQTT messages on contract
+    /// topics and their payload bytes (the broker's own per-device traffic figures, whatever
+    /// the device reports about itself).
+    Traffic {
+        /// The device.
+        device: DeviceId,
+        /// Messages.
+        messages: u64,
+        /// Payload bytes.
+        bytes: u64,
+        /// Of those messages, how many were refused (not a contract topic, undecodable).
+        rejected: u64,
+        /// When the last of them arrived.
+        at: UnixMillis,
+    },
     /// A security-relevant configuration change.
     Drift {
         /// The device.
@@ -288,6 +303,7 @@ impl Ingestor {
         let mut inventories: Vec<(DeviceId, Box<Inventory>, UnixMillis)> = Vec::new();
         let mut inventory_bytes = 0usize;
         let mut events = Vec::new();
+        let mut traffic: HashMap<DeviceId, (u64, u64, u64, UnixMillis)> = HashMap::new();
         for item in batch {
             match item {
                 Incoming::Message {
@@ -297,17 +313,29 @@ impl Ingestor {
                     received_at,
                 } => {
                     self.ensure_known(&device).await;
+                    if self.observer.is_some() {
+                        let t = traffic.entry(device.clone()).or_default();
+                        t.0 += 1;
+                        t.1 += payload.len() as u64;
+                        t.3 = received_at;
+                    }
                     // Any message proves the device is connected.
                     self.seen(&device, received_at, |u| u.online = Some(true));
                     let Some(channel) = topic_channel(&device, &topic) else {
                         self.reject(&device, "unknown", "not_a_contract_topic", &topic);
                         outcome.rejected += 1;
+                        if let Some(t) = traffic.get_mut(&device) {
+                            t.2 += 1;
+                        }
                         continue;
                     };
                     match decode_report_sized(channel, &device, &payload, &self.settings.limits) {
                         Err(e) => {
                             self.reject(&device, channel.as_str(), e.reason(), &e.to_string());
                             outcome.rejected += 1;
+                            if let Some(t) = traffic.get_mut(&device) {
+                                t.2 += 1;
+                            }
                         }
                         Ok((report, size)) => {
                             metrics::counter!("garrison_inventory_reports_total", "channel" => channel.as_str()).increment(1);
@@ -398,6 +426,15 @@ impl Ingestor {
                     }
                 }
             }
+        }
+        for (device, (messages, bytes, rejected, at)) in traffic {
+            self.observe(Observation::Traffic {
+                device,
+                messages,
+                bytes,
+                rejected,
+                at,
+            });
         }
         outcome.inventories += inventories.len();
         outcome.events = events.len();

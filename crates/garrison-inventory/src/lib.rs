@@ -3,6 +3,8 @@
 //! - [`ingest`] takes device messages from the broker, validates them against the contract
 //!   and records inventory reports (with [`facts`] history and [`drift`]), events, presence and
 //!   sightings of unmanaged devices;
+//! - [`forward`] checks device messages that gateways and collectors forward over HTTP and
+//!   queues them into the same intake;
 //! - [`index`] keeps the fleet in memory for search, dynamic groups and the [`risk`] score;
 //! - [`InventoryService`] is what the API calls: search with the device query language, tags,
 //!   groups (static, or dynamic by query), firmware policies.
@@ -13,6 +15,7 @@
 
 pub mod drift;
 pub mod facts;
+pub mod forward;
 pub mod index;
 pub mod ingest;
 pub mod risk;

@@ -303,6 +303,9 @@ pub struct Threat {
     pub confidence: u8,
     /// The event field that matched.
     pub field: &'static str,
+    /// The indicator's id in its feed (a STIX indicator id, a MISP event/attribute uuid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 const PRODUCT: &str = "garrison";
@@ -488,6 +491,8 @@ pub fn normalise(observation: &Observation) -> Vec<SecurityEvent> {
             e.raw_data = format!("{name} device={device} topic={topic} reason={reason}");
             vec![e]
         }
+        // Traffic figures are judged over windows by the baselines, not event by event.
+        Observation::Traffic { .. } => Vec::new(),
         Observation::Drift { device, at, drift } => {
             let mut e = SecurityEvent::new(
                 *at,

@@ -1,16 +1,91 @@
 //! Threat intelligence: indicator sets (addresses, networks, domains, file hashes) with source,
 //! confidence and expiry, and the lookups that enrich events with `threat.*`.
 //!
-//! Two formats today, both checked line by line with the line named in errors: a plain list
-//! (one indicator per line, `#` comments) and CSV (`indicator[,type][,confidence][,expires]`,
-//! an optional header line; `expires` is RFC 3339 or Unix ms). The kind of a plain entry is
-//! told from its shape: an address, a CIDR network, a 64-hex SHA-256, or a domain.
+//! Four formats, told apart by the file name and content:
+//! - a plain list (one indicator per line, `#` comments), the kind told from its shape: an
+//!   address, a CIDR network, a 64-hex SHA-256, or a domain;
+//! - CSV (`indicator[,type][,confidence][,expires]`, an optional header line; `expires` is
+//!   RFC 3339 or Unix ms);
+//! - a STIX 2.1 bundle ([`stix`]): indicators with simple comparison patterns;
+//! - MISP feed JSON ([`misp`]): events and their detection attributes.
+//!
+//! Lists and CSV are our own formats: a bad line stops the load with the line named. Feeds
+//! from elsewhere carry indicators of kinds Garrison cannot match (URLs, e-mail addresses,
+//! patterns with `AND`): each is skipped with its reason and counted, and the rest load.
 
-use std::{collections::HashMap, net::IpAddr};
+mod misp;
+mod stix;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, RwLock},
+};
 
 use garrison_core::UnixMillis;
 
 use crate::{MonitorError, event::Threat};
+
+/// An indicator a feed offers, before it is checked.
+#[derive(Debug, Clone, PartialEq)]
+struct Candidate {
+    value: String,
+    /// `None`: told from the value's shape.
+    kind: Option<IndicatorKind>,
+    confidence: u8,
+    expires_at: Option<UnixMillis>,
+    /// Its id in the feed.
+    reference: String,
+}
+
+/// An entry of a feed that was not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Which entry (a STIX indicator id, a MISP `event/attribute` uuid).
+    pub what: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Skipped {
+    fn new(what: String, reason: String) -> Skipped {
+        Skipped { what, reason }
+    }
+}
+
+/// What loading one file did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSummary {
+    /// What it was: `list`, `csv`, `stix` or `misp`.
+    pub format: &'static str,
+    /// Indicators added.
+    pub added: usize,
+    /// Entries skipped, with why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The indicators in force, shared between the monitor (which reads them for every batch) and
+/// whoever replaces them (an import through the API): readers take the current set and keep
+/// it for the batch, a replacement swaps in a whole new set.
+#[derive(Debug, Clone, Default)]
+pub struct SharedIntel(Arc<RwLock<Arc<ThreatIntel>>>);
+
+impl SharedIntel {
+    /// A handle holding `intel`.
+    pub fn new(intel: ThreatIntel) -> SharedIntel {
+        SharedIntel(Arc::new(RwLock::new(Arc::new(intel))))
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<ThreatIntel> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `intel` in force.
+    pub fn replace(&self, intel: ThreatIntel) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(intel);
+    }
+}
 
 /// What an indicator is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +113,8 @@ pub struct Indicator {
     pub confidence: u8,
     /// When it stops counting.
     pub expires_at: Option<UnixMillis>,
+    /// Its id in its feed, when it has one.
+    pub reference: Option<String>,
 }
 
 impl Indicator {
@@ -51,6 +128,7 @@ impl Indicator {
             source: self.source.clone(),
             confidence: self.confidence,
             field,
+            reference: self.reference.clone(),
         }
     }
 }
@@ -76,22 +154,28 @@ impl ThreatIntel {
         self.len() == 0
     }
 
-    /// Adds a file's indicators: CSV when `name` ends in `.csv`, else a plain list.
-    /// `confidence` applies where the file gives none.
+    /// Adds a file's indicators: a STIX 2.1 bundle or MISP JSON when `name` ends in `.json`,
+    /// CSV when it ends in `.csv`, else a plain list. `confidence` applies where the file gives
+    /// none; `now` decides what has already expired.
     pub fn load(
         &mut self,
         name: &str,
         text: &str,
         source: &str,
         confidence: u8,
-    ) -> Result<usize, MonitorError> {
-        let csv = name.to_ascii_lowercase().ends_with(".csv");
+        now: UnixMillis,
+    ) -> Result<LoadSummary, MonitorError> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".json") {
+            return self.load_json(name, text, source, confidence, now);
+        }
+        let csv = lower.ends_with(".csv");
         let bad = |line: usize, reason: String| MonitorError::Intel {
             file: name.to_owned(),
             line,
             reason,
         };
-        let mut added = 0;
+        let mut candidates = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -133,49 +217,119 @@ impl ThreatIntel {
             } else {
                 (None, confidence, None)
             };
-            let kind = match kind {
-                Some(k) => k,
-                None => shape(&value).ok_or_else(|| {
-                    bad(
-                        i + 1,
-                        format!("{value:?} is not an address, network, domain or SHA-256"),
-                    )
-                })?,
-            };
-            let indicator = Indicator {
-                value: value.clone(),
-                kind,
-                source: source.to_owned(),
-                confidence,
-                expires_at,
-            };
-            match kind {
-                IndicatorKind::Ip => {
-                    let ip = value
-                        .parse::<IpAddr>()
-                        .map_err(|e| bad(i + 1, format!("{value:?}: {e}")))?;
-                    self.ips.insert(ip, indicator);
-                }
-                IndicatorKind::Cidr => {
-                    let (bits, prefix) = parse_cidr(&value)
-                        .ok_or_else(|| bad(i + 1, format!("{value:?} is not a CIDR network")))?;
-                    self.networks.push((bits, prefix, indicator));
-                }
-                IndicatorKind::Domain => {
-                    self.domains
-                        .insert(value.trim_end_matches('.').to_owned(), indicator);
-                }
-                IndicatorKind::Sha256 => {
-                    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(bad(i + 1, format!("{value:?} is not a SHA-256")));
-                    }
-                    self.hashes.insert(value, indicator);
-                }
-            }
-            added += 1;
+            candidates.push((
+                i + 1,
+                Candidate {
+                    value,
+                    kind,
+                    confidence,
+                    expires_at,
+                    reference: String::new(),
+                },
+            ));
+        }
+        let mut summary = LoadSummary {
+            format: if csv { "csv" } else { "list" },
+            ..LoadSummary::default()
+        };
+        for (line, candidate) in candidates {
+            self.insert(candidate, source, false)
+                .map_err(|reason| bad(line, reason))?;
+            summary.added += 1;
         }
         self.networks.sort_by_key(|n| std::cmp::Reverse(n.1));
-        Ok(added)
+        Ok(summary)
+    }
+
+    fn load_json(
+        &mut self,
+        name: &str,
+        text: &str,
+        source: &str,
+        confidence: u8,
+        now: UnixMillis,
+    ) -> Result<LoadSummary, MonitorError> {
+        let fail = |reason: String| MonitorError::Intel {
+            file: name.to_owned(),
+            line: 0,
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| MonitorError::Intel {
+                file: name.to_owned(),
+                line: e.line(),
+                reason: format!("not JSON: {e}"),
+            })?;
+        let (format, (candidates, skipped)) = if stix::is_bundle(&value) {
+            ("stix", stix::read(value, confidence, now).map_err(fail)?)
+        } else if misp::is_misp(&value) {
+            ("misp", misp::read(value, confidence).map_err(fail)?)
+        } else {
+            return Err(fail(
+                "neither a STIX 2.1 bundle (\"type\": \"bundle\") nor MISP JSON (\"Event\")".into(),
+            ));
+        };
+        let mut summary = LoadSummary {
+            format,
+            added: 0,
+            skipped,
+        };
+        for candidate in candidates {
+            let what = candidate.reference.clone();
+            match self.insert(candidate, source, true) {
+                Ok(()) => summary.added += 1,
+                Err(reason) => summary.skipped.push(Skipped::new(what, reason)),
+            }
+        }
+        self.networks.sort_by_key(|n| std::cmp::Reverse(n.1));
+        Ok(summary)
+    }
+
+    /// Checks one indicator and adds it (call `networks.sort…` after a batch).
+    fn insert(&mut self, c: Candidate, source: &str, keep_reference: bool) -> Result<(), String> {
+        let value = c.value;
+        let kind = match c.kind {
+            Some(IndicatorKind::Ip) if value.contains('/') => IndicatorKind::Cidr,
+            Some(k) => k,
+            None => shape(&value).ok_or_else(|| {
+                format!("{value:?} is not an address, network, domain or SHA-256")
+            })?,
+        };
+        let indicator = Indicator {
+            value: value.clone(),
+            kind,
+            source: source.to_owned(),
+            confidence: c.confidence,
+            expires_at: c.expires_at,
+            reference: keep_reference.then_some(c.reference),
+        };
+        match kind {
+            IndicatorKind::Ip => {
+                let ip = value
+                    .parse::<IpAddr>()
+                    .map_err(|e| format!("{value:?}: {e}"))?;
+                self.ips.insert(ip, indicator);
+            }
+            IndicatorKind::Cidr => {
+                let (bits, prefix) =
+                    parse_cidr(&value).ok_or_else(|| format!("{value:?} is not a CIDR network"))?;
+                self.networks.push((bits, prefix, indicator));
+            }
+            IndicatorKind::Domain => {
+                if !matches!(shape(&value), Some(IndicatorKind::Domain)) {
+                    return Err(format!("{value:?} is not a domain"));
+                }
+                self.domains
+                    .insert(value.trim_end_matches('.').to_owned(), indicator);
+            }
+            IndicatorKind::Sha256 => {
+                if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("{value:?} is not a SHA-256"));
+                }
+                self.hashes.insert(value, indicator);
+            }
+        }
+        Ok(())
     }
 
     /// The live indicator an address matches (exactly, or by the longest network).
@@ -274,7 +428,7 @@ fn shape(value: &str) -> Option<IndicatorKind> {
     }
 }
 
-fn parse_time(text: &str) -> Option<UnixMillis> {
+pub(crate) fn parse_time(text: &str) -> Option<UnixMillis> {
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
@@ -325,8 +479,10 @@ mod tests {
                 "# feodo\n198.51.100.23\n203.0.113.0/24\nevil.example\n2001:db8:bad::/48\n",
                 "feodo",
                 80,
+                0,
             )
-            .unwrap();
+            .unwrap()
+            .added;
         assert_eq!(n, 4);
         let n = intel
             .load(
@@ -336,8 +492,10 @@ mod tests {
                  192.0.2.7,ip,40,2000-01-01T00:00:00Z\n",
                 "misp",
                 50,
+                0,
             )
-            .unwrap();
+            .unwrap()
+            .added;
         assert_eq!(n, 2);
         let now = 1_800_000_000_000;
         let hit = intel.address("198.51.100.23", now).unwrap();
@@ -366,6 +524,51 @@ mod tests {
     }
 
     #[test]
+    fn stix_and_misp_files_load_beside_lists() {
+        let now = 1_800_000_000_000;
+        let mut intel = ThreatIntel::default();
+        let stix = r#"{"type": "bundle", "id": "bundle--9", "objects": [
+            {"type": "indicator", "id": "indicator--c2", "spec_version": "2.1",
+             "pattern": "[ipv4-addr:value = '198.51.100.23' OR ipv4-addr:value = '198.51.100.0/28']",
+             "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z", "confidence": 90},
+            {"type": "indicator", "id": "indicator--bad", "pattern": "[domain-name:value = 'not a domain']"},
+            {"type": "indicator", "id": "indicator--url", "pattern": "[url:value = 'http://a.example/']"}
+        ]}"#;
+        let summary = intel.load("cert.json", stix, "cert", 50, now).unwrap();
+        assert_eq!(summary.added, 2);
+        let skipped: Vec<&str> = summary.skipped.iter().map(|s| s.what.as_str()).collect();
+        assert_eq!(skipped, ["indicator--url", "indicator--bad"]);
+        let hit = intel.address("198.51.100.23", now).unwrap();
+        assert_eq!(
+            (hit.confidence, hit.reference.as_deref()),
+            (90, Some("indicator--c2"))
+        );
+        assert_eq!(
+            intel.address("198.51.100.7", now).unwrap().value,
+            "198.51.100.0/28"
+        );
+        let misp = r#"{"Event": {"uuid": "ev-1", "Attribute": [
+            {"type": "domain", "value": "cnc.example", "to_ids": true, "uuid": "at-1"}]}}"#;
+        let summary = intel.load("misp-feed.JSON", misp, "misp", 50, now).unwrap();
+        assert_eq!((summary.added, summary.skipped.len()), (1, 0));
+        let hit = intel.domain("x.cnc.example", now).unwrap();
+        assert_eq!(
+            (hit.source.as_str(), hit.reference.as_deref()),
+            ("misp", Some("ev-1/at-1"))
+        );
+        for (text, needle) in [
+            ("{\"type\": \"report\"}", "neither a STIX"),
+            ("{\"type\": ", "not JSON"),
+        ] {
+            let err = intel
+                .load("x.json", text, "s", 50, now)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle) && err.contains("x.json"), "{err}");
+        }
+    }
+
+    #[test]
     fn bad_lines_are_named() {
         for (name, text, needle) in [
             ("a.txt", "198.51.100.23\nnot an indicator\n", "line 2"),
@@ -376,7 +579,7 @@ mod tests {
             ("a.csv", "abcd,sha256\n", "SHA-256"),
         ] {
             let err = ThreatIntel::default()
-                .load(name, text, "s", 50)
+                .load(name, text, "s", 50, 0)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle) && err.contains(name), "{text}: {err}");

@@ -15,6 +15,10 @@
 //!       - action: revoke
 //!         reason: key-compromise
 //!         approval: true       # waits for an operator (the default for revoke)
+//!       - action: forward      # to the SOC's SIEM, as syslog over TLS
+//!         url: syslog+tls://siem.example:6514
+//!         format: cef          # or ocsf (a Detection Finding as JSON)
+//!         ca_file: /etc/garrison/siem-ca.pem   # absent: the platform's trust store
 //! ```
 //!
 //! Parsing checks everything up front — unknown keys, unknown actions, parameters that do not
@@ -27,7 +31,7 @@ use garrison_core::{Severity, device::RevocationReason};
 use garrison_store::monitor::Alert;
 use serde::Deserialize;
 
-use crate::MonitorError;
+use crate::{MonitorError, siem::SiemFormat};
 
 /// The playbook in force when none is configured: a device raising a critical alert (an
 /// infection chain, a known IoT malware binary, a login after brute force) is quarantined for a
@@ -127,6 +131,16 @@ pub enum ActionKind {
         /// The environment variable holding the shared secret.
         secret_env: String,
     },
+    /// Send the alert to a SIEM as a syslog message over TLS ([`crate::siem`]).
+    Forward {
+        /// `syslog+tls://HOST:PORT` (or `syslog+tcp://` to loopback).
+        url: String,
+        /// CEF or OCSF JSON.
+        format: SiemFormat,
+        /// The PEM file of the CA that signed the SIEM's certificate (absent: the platform's
+        /// trust store).
+        ca_file: Option<String>,
+    },
 }
 
 impl ActionKind {
@@ -139,6 +153,7 @@ impl ActionKind {
             ActionKind::Rotate => "rotate",
             ActionKind::MoveGroup { .. } => "move_group",
             ActionKind::Webhook { .. } => "webhook",
+            ActionKind::Forward { .. } => "forward",
         }
     }
 
@@ -149,7 +164,10 @@ impl ActionKind {
 
     /// Whether it acts on a device (and is skipped for alerts without one).
     pub fn needs_device(&self) -> bool {
-        !matches!(self, ActionKind::Webhook { .. })
+        !matches!(
+            self,
+            ActionKind::Webhook { .. } | ActionKind::Forward { .. }
+        )
     }
 
     /// The action a stored response describes (its name and [`ActionKind::params`]).
@@ -169,6 +187,11 @@ impl ActionKind {
                 url: text("url")?,
                 secret_env: text("secret_env")?,
             },
+            "forward" => ActionKind::Forward {
+                url: text("url")?,
+                format: SiemFormat::parse(&text("format")?)?,
+                ca_file: text("ca_file"),
+            },
             _ => return None,
         })
     }
@@ -181,6 +204,11 @@ impl ActionKind {
             ActionKind::Webhook { url, secret_env } => {
                 serde_json::json!({"url": url, "secret_env": secret_env})
             }
+            ActionKind::Forward {
+                url,
+                format,
+                ca_file,
+            } => serde_json::json!({"url": url, "format": format.as_str(), "ca_file": ca_file}),
             _ => serde_json::json!({}),
         }
     }
@@ -233,6 +261,8 @@ struct RawAction {
     group: Option<String>,
     url: Option<String>,
     secret_env: Option<String>,
+    format: Option<String>,
+    ca_file: Option<String>,
 }
 
 /// Parses a playbook file; `source` names it in errors.
@@ -296,6 +326,8 @@ fn action(raw: RawAction) -> Result<Action, String> {
         group,
         url,
         secret_env,
+        format,
+        ca_file,
     } = raw;
     let unused = |name: &str, present: bool| {
         if present {
@@ -304,6 +336,10 @@ fn action(raw: RawAction) -> Result<Action, String> {
             Ok(())
         }
     };
+    if action != "forward" {
+        unused("format", format.is_some())?;
+        unused("ca_file", ca_file.is_some())?;
+    }
     let kind = match action.as_str() {
         "quarantine" | "disconnect" | "rotate" => {
             unused("reason", reason.is_some())?;
@@ -341,9 +377,31 @@ fn action(raw: RawAction) -> Result<Action, String> {
                     .ok_or("webhook needs `secret_env`, the variable holding its HMAC secret")?,
             }
         }
+        "forward" => {
+            unused("reason", reason.is_some())?;
+            unused("group", group.is_some())?;
+            unused("secret_env", secret_env.is_some())?;
+            let url = url.ok_or("forward needs `url` (syslog+tls://HOST:PORT)")?;
+            crate::siem::SiemTarget::parse(&url)?;
+            let format = match format.as_deref() {
+                None => SiemFormat::Cef,
+                Some(f) => SiemFormat::parse(f)
+                    .ok_or_else(|| format!("format {f:?}: expected cef or ocsf"))?,
+            };
+            if let Some(path) = &ca_file
+                && !std::path::Path::new(path).is_file()
+            {
+                return Err(format!("ca_file {path:?} is not a file"));
+            }
+            ActionKind::Forward {
+                url,
+                format,
+                ca_file,
+            }
+        }
         other => {
             return Err(format!(
-                "unknown action {other:?} (expected quarantine, disconnect, revoke, rotate, move_group or webhook)"
+                "unknown action {other:?} (expected quarantine, disconnect, revoke, rotate, move_group, webhook or forward)"
             ));
         }
     };

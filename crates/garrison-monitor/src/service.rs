@@ -17,7 +17,7 @@ use std::{
 };
 
 use garrison_core::{
-    DeviceId, TenantId, UnixMillis,
+    DeviceId, Severity, TenantId, UnixMillis,
     audit::{Actor, AuditRecord},
 };
 use garrison_detect::{Detection, DetectionKind, Detector};
@@ -31,10 +31,13 @@ use tokio::sync::mpsc;
 
 use crate::{
     MonitorError,
+    baseline::{Anomaly, BaselineSettings, Baselines, Metric, PeerGroup},
     event::{DeviceRef, SecurityEvent, normalise, syslog_event},
-    intel::ThreatIntel,
+    feeds::Hunt,
+    intel::{SharedIntel, ThreatIntel},
     playbook::{ActionKind, Playbook},
     respond::{Cause, Responder, Webhooks},
+    siem::SiemForwarder,
 };
 
 /// The detail of a quarantine action that found the device already quarantined.
@@ -59,6 +62,33 @@ pub struct MonitorOutcome {
     pub responses: usize,
 }
 
+/// The rule id of retro-hunt alerts.
+pub const RETRO_HUNT_RULE: &str = "garrison.intel.retro_hunt";
+
+/// What a retro-hunt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HuntOutcome {
+    /// Stored events looked at.
+    pub scanned: usize,
+    /// Events that matched an indicator.
+    pub matches: usize,
+    /// Alerts opened (matches of one device and indicator join one alert).
+    pub alerts_opened: usize,
+    /// `false` when reading the store failed part way.
+    pub complete: bool,
+}
+
+impl Default for HuntOutcome {
+    fn default() -> Self {
+        HuntOutcome {
+            scanned: 0,
+            matches: 0,
+            alerts_opened: 0,
+            complete: true,
+        }
+    }
+}
+
 /// The monitoring pipeline. Create with [`Monitor::new`], then [`Monitor::run`] it on the
 /// intake's observations.
 pub struct Monitor {
@@ -68,7 +98,9 @@ pub struct Monitor {
     detector: Detector,
     responses: ResponseService,
     networks: HashMap<DeviceId, VecDeque<String>>,
-    intel: ThreatIntel,
+    intel: SharedIntel,
+    baselines: Option<Baselines>,
+    hunts: Option<(mpsc::Receiver<Hunt>, u64)>,
 }
 
 impl Monitor {
@@ -86,13 +118,36 @@ impl Monitor {
             detector,
             responses,
             networks: HashMap::new(),
-            intel: ThreatIntel::default(),
+            intel: SharedIntel::default(),
+            baselines: None,
+            hunts: None,
         }
+    }
+
+    /// Learns behaviour baselines and raises an explained alert for each anomaly
+    /// ([`crate::baseline`]); [`Monitor::run`] closes a window every `settings.window_ms`.
+    pub fn with_baselines(mut self, settings: BaselineSettings) -> Monitor {
+        self.baselines = Some(Baselines::new(settings, garrison_core::now_ms()));
+        self
     }
 
     /// Enriches every event with these indicators (`threat.*`) before detection.
     pub fn with_intel(mut self, intel: ThreatIntel) -> Monitor {
+        self.intel = SharedIntel::new(intel);
+        self
+    }
+
+    /// Enriches every event with the indicators in force in `intel`, which an
+    /// [`IntelService`](crate::feeds::IntelService) replaces as sources are imported.
+    pub fn with_shared_intel(mut self, intel: SharedIntel) -> Monitor {
         self.intel = intel;
+        self
+    }
+
+    /// Runs each requested retro-hunt over the device events stored in the last
+    /// `lookback_ms`.
+    pub fn with_hunts(mut self, hunts: mpsc::Receiver<Hunt>, lookback_ms: u64) -> Monitor {
+        self.hunts = Some((hunts, lookback_ms));
         self
     }
 
@@ -104,8 +159,34 @@ impl Monitor {
         mut syslog: Option<mpsc::Receiver<SyslogRecord>>,
     ) {
         let mut records = Vec::with_capacity(SYSLOG_BATCH);
+        let window = self
+            .baselines
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |b| {
+                Duration::from_millis(b.settings().window_ms.max(100))
+            });
+        let mut windows = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
+        windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut hunts, lookback_ms) = match self.hunts.take() {
+            Some((hunts, lookback)) => (Some(hunts), lookback),
+            None => (None, 0),
+        };
         loop {
             tokio::select! {
+                hunt = async {
+                    match hunts.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => match hunt {
+                    Some(hunt) => {
+                        self.retro_hunt(hunt, lookback_ms).await;
+                    }
+                    None => hunts = None,
+                },
+                _ = windows.tick(), if self.baselines.is_some() => {
+                    self.close_window(garrison_core::now_ms()).await;
+                }
                 batch = observations.recv() => match batch {
                     Some(batch) => {
                         self.handle(batch).await;
@@ -140,6 +221,19 @@ impl Monitor {
             {
                 self.responses.observe_enforcement(device, *at).await;
             }
+            if let Some(baselines) = self.baselines.as_mut() {
+                baselines.observe(observation);
+                // A refused connection counts against the device whose certificate it used.
+                if let Observation::ConnectRefused {
+                    common_name: Some(cn),
+                    ..
+                } = observation
+                    && let Ok(device) = DeviceId::new(cn)
+                    && self.index.contains(&device)
+                {
+                    baselines.add(&device, Metric::AuthFailures, 1.0);
+                }
+            }
             for event in normalise(observation) {
                 events.push((event, Some(observation)));
             }
@@ -159,13 +253,14 @@ impl Monitor {
         let mut devices: HashMap<String, Option<DeviceRef>> = HashMap::new();
         let mut alerts = Vec::new();
         let now = garrison_core::now_ms();
+        let intel = self.intel.current();
         for (i, mut event) in events.into_iter().enumerate() {
             outcome.events += 1;
             metrics::counter!("garrison_monitor_events_total", "category" => event.category)
                 .increment(1);
             let observation = observations.and_then(|o| o.get(i).copied().flatten());
             self.enrich(&mut event, observation, &mut devices);
-            self.intel.enrich(&mut event, now);
+            intel.enrich(&mut event, now);
             let json = event.to_json();
             for detection in self.detector.process(&json) {
                 outcome.detections += 1;
@@ -173,8 +268,163 @@ impl Monitor {
                 alerts.push(self.alert(&event, json.clone(), detection));
             }
         }
-        if alerts.is_empty() {
+        self.raise(alerts, &mut outcome).await;
+        outcome
+    }
+
+    /// Looks for a newly imported source's indicators in the device events stored in the
+    /// last `lookback_ms`, newest first, and raises an alert per device and indicator found —
+    /// what the indicator would have caught had it been known. Audited as `intel.retro_hunt`
+    /// with what was scanned and found.
+    pub async fn retro_hunt(&mut self, hunt: Hunt, lookback_ms: u64) -> HuntOutcome {
+        let started = std::time::Instant::now();
+        let now = garrison_core::now_ms();
+        let since = now.saturating_sub(i64::try_from(lookback_ms).unwrap_or(i64::MAX));
+        let mut found = HuntOutcome::default();
+        let mut alerts: Vec<NewAlert> = Vec::new();
+        let mut devices = HashMap::new();
+        let mut page = garrison_store::PageRequest::first(500);
+        'pages: loop {
+            let events = match self
+                .store
+                .device_events_list(&self.tenant, None, &page)
+                .await
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(source = %hunt.source, error = %e, "The retro-hunt could not read stored events; it stopped early");
+                    found.complete = false;
+                    break;
+                }
+            };
+            for stored in events.items {
+                let stored = stored.event;
+                if stored.received_at < since {
+                    break 'pages;
+                }
+                found.scanned += 1;
+                let Ok(event) =
+                    serde_json::from_value::<garrison_contract::DeviceEvent>(stored.body)
+                else {
+                    continue;
+                };
+                let observation = Observation::Events {
+                    device: stored.device,
+                    received_at: stored.received_at,
+                    events: vec![event],
+                };
+                for mut event in normalise(&observation) {
+                    self.enrich(&mut event, None, &mut devices);
+                    hunt.intel.enrich(&mut event, now);
+                    let Some(threat) = event.threat.clone() else {
+                        continue;
+                    };
+                    found.matches += 1;
+                    let device = event.device_id().and_then(|d| DeviceId::new(d).ok());
+                    alerts.push(NewAlert {
+                        tenant: self.tenant.clone(),
+                        dedup_key: format!(
+                            "{RETRO_HUNT_RULE}|{}|{}",
+                            device.as_ref().map_or("", DeviceId::as_str),
+                            threat.indicator
+                        ),
+                        rule_id: RETRO_HUNT_RULE.to_owned(),
+                        title: "Stored event matches a newly imported threat indicator".to_owned(),
+                        severity: Severity::High,
+                        device,
+                        techniques: vec!["T1071".to_owned()],
+                        tags: vec!["garrison.retro_hunt".to_owned()],
+                        at: event.time,
+                        evidence: serde_json::json!({
+                            "retro_hunt": {"source": hunt.source, "imported_at": now},
+                            "event": event.to_json(),
+                        }),
+                    });
+                }
+            }
+            match events.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        let mut outcome = MonitorOutcome::default();
+        self.raise(alerts, &mut outcome).await;
+        found.alerts_opened = outcome.opened;
+        let record = AuditRecord::new(
+            &self.tenant,
+            Actor::system("retro-hunt"),
+            "intel.retro_hunt",
+            format!("intel:{}", hunt.source),
+        )
+        .after(serde_json::json!({
+            "events_scanned": found.scanned, "matches": found.matches,
+            "alerts_opened": found.alerts_opened, "complete": found.complete,
+            "lookback_ms": lookback_ms,
+        }));
+        if let Err(e) = self.store.audit_append(record).await {
+            tracing::error!(error = %e, "Could not audit the retro-hunt");
+        }
+        tracing::info!(
+            source = %hunt.source,
+            scanned = found.scanned,
+            matches = found.matches,
+            seconds = started.elapsed().as_secs_f64(),
+            "Retro-hunt done"
+        );
+        found
+    }
+
+    /// Closes the baselines' open window at `now` and raises an alert for each anomaly.
+    pub async fn close_window(&mut self, now: UnixMillis) -> MonitorOutcome {
+        let mut outcome = MonitorOutcome::default();
+        let Some(baselines) = self.baselines.as_mut() else {
             return outcome;
+        };
+        let index = &self.index;
+        let anomalies = baselines.close(now, |device| {
+            let summary = index.get(device)?.summary?;
+            Some(PeerGroup {
+                model: summary.model?,
+                firmware: summary.firmware?,
+            })
+        });
+        baselines.retain_devices(|d| index.contains(d));
+        let status = baselines.status();
+        metrics::gauge!("garrison_monitor_baseline_devices").set(status.devices as f64);
+        metrics::gauge!("garrison_monitor_baseline_mature_devices").set(status.mature as f64);
+        outcome.detections = anomalies.len();
+        metrics::counter!("garrison_monitor_anomalies_total").increment(anomalies.len() as u64);
+        let alerts = anomalies.iter().map(|a| self.anomaly_alert(a)).collect();
+        self.raise(alerts, &mut outcome).await;
+        outcome
+    }
+
+    fn anomaly_alert(&self, anomaly: &Anomaly) -> NewAlert {
+        let metric = anomaly.metric;
+        let rule_id = format!("garrison.baseline.{}", metric.name());
+        let severity = if anomaly.observed > 5.0 * anomaly.limit() {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        NewAlert {
+            tenant: self.tenant.clone(),
+            dedup_key: format!("{rule_id}|{}", anomaly.device),
+            rule_id,
+            title: format!("Anomalous {} (behaviour baseline)", metric.label()),
+            severity,
+            device: Some(anomaly.device.clone()),
+            techniques: metric.technique().into_iter().map(str::to_owned).collect(),
+            tags: vec!["garrison.anomaly".to_owned()],
+            at: anomaly.window_end,
+            evidence: anomaly.evidence(),
+        }
+    }
+
+    /// Records detections as alerts and runs the playbooks of those newly opened.
+    async fn raise(&mut self, alerts: Vec<NewAlert>, outcome: &mut MonitorOutcome) {
+        if alerts.is_empty() {
+            return;
         }
         let raised = loop {
             match self.store.alerts_raise(&alerts).await {
@@ -189,7 +439,7 @@ impl Monitor {
                     tracing::error!(error = %e, count = alerts.len(), "Could not record alerts");
                     metrics::counter!("garrison_monitor_alerts_failed_total")
                         .increment(alerts.len() as u64);
-                    return outcome;
+                    return;
                 }
             }
         };
@@ -205,7 +455,6 @@ impl Monitor {
             );
             outcome.responses += self.responses.on_alert(&r.alert).await.len();
         }
-        outcome
     }
 
     fn enrich(
@@ -365,6 +614,7 @@ pub struct ResponseService {
     store: Arc<dyn Store>,
     responder: Arc<dyn Responder>,
     webhooks: Webhooks,
+    siem: SiemForwarder,
     playbooks: Arc<Vec<Playbook>>,
     /// Devices quarantined by a response whose enforcement has not been seen yet.
     awaiting: Arc<Mutex<HashMap<DeviceId, String>>>,
@@ -383,6 +633,7 @@ impl ResponseService {
             store,
             responder,
             webhooks: Webhooks::new().map_err(MonitorError::Refused)?,
+            siem: SiemForwarder,
             playbooks: Arc::new(playbooks),
             awaiting: Arc::default(),
         })
@@ -513,6 +764,18 @@ impl ResponseService {
                 .group(d, group, true, &cause)
                 .await
                 .map(|()| format!("added to group {group}")),
+            (
+                ActionKind::Forward {
+                    url,
+                    format,
+                    ca_file,
+                },
+                _,
+            ) => {
+                self.siem
+                    .send(url, *format, ca_file.as_deref(), alert)
+                    .await
+            }
             (ActionKind::Webhook { url, secret_env }, _) => {
                 let body = serde_json::json!({
                     "alert": alert, "playbook": response.playbook, "response": response.id,

@@ -298,6 +298,27 @@ pub struct ResponseFilter {
     pub device: Option<DeviceId>,
 }
 
+/// A threat-intelligence source imported through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntelSource {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Its name, also the indicators' `source`.
+    pub name: String,
+    /// `list`, `csv`, `stix` or `misp`.
+    pub format: String,
+    /// Indicators it gave when imported.
+    pub indicators: i64,
+    /// Entries skipped when imported.
+    pub skipped: i64,
+    /// The file as imported.
+    pub content: String,
+    /// When.
+    pub imported_at: UnixMillis,
+    /// By whom.
+    pub imported_by: String,
+}
+
 /// Alerts and response actions.
 #[async_trait]
 pub trait MonitorStore: Send + Sync {
@@ -370,4 +391,22 @@ pub trait MonitorStore: Send + Sync {
         tenant: &TenantId,
         now: UnixMillis,
     ) -> StoreResult<Vec<ResponseAction>>;
+
+    /// Adds or replaces a threat-intelligence source, audited (without its content).
+    async fn intel_source_put(&self, source: &IntelSource, audit: AuditRecord) -> StoreResult<()>;
+
+    /// Every imported source, by name (with content when `content`).
+    async fn intel_sources(
+        &self,
+        tenant: &TenantId,
+        content: bool,
+    ) -> StoreResult<Vec<IntelSource>>;
+
+    /// Removes a source, audited; `false` when there was none.
+    async fn intel_source_delete(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        audit: AuditRecord,
+    ) -> StoreResult<bool>;
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::{
     StoreError, StoreResult,
-    monitor::{Alert, AlertNote, AlertStatus, ResponseAction, ResponseStatus},
+    monitor::{Alert, AlertNote, AlertStatus, IntelSource, ResponseAction, ResponseStatus},
     sql_inventory::from_json,
 };
 
@@ -92,6 +92,38 @@ pub(crate) fn note_from_row(row: NoteRow) -> StoreResult<AlertNote> {
         at: row.at,
         author: row.author,
         note: row.note,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IntelSourceRow {
+    tenant: String,
+    name: String,
+    format: String,
+    indicators: i64,
+    skipped: i64,
+    content: String,
+    imported_at: i64,
+    imported_by: String,
+}
+
+pub(crate) fn intel_source_from_row(row: IntelSourceRow) -> StoreResult<IntelSource> {
+    Ok(IntelSource {
+        tenant: TenantId::new(row.tenant)?,
+        name: row.name,
+        format: row.format,
+        indicators: row.indicators,
+        skipped: row.skipped,
+        content: row.content,
+        imported_at: row.imported_at,
+        imported_by: row.imported_by,
+    })
+}
+
+pub(crate) fn intel_source_audit_json(s: &IntelSource) -> serde_json::Value {
+    json!({
+        "name": s.name, "format": s.format, "indicators": s.indicators, "skipped": s.skipped,
+        "bytes": s.content.len(),
     })
 }
 
@@ -556,6 +588,100 @@ macro_rules! impl_monitor_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map($crate::sql_monitor::response_from_row).collect()
+            }
+
+            async fn intel_source_put(
+                &self,
+                source: &$crate::monitor::IntelSource,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let before: Option<$crate::sql_monitor::IntelSourceRow> = sqlx::query_as(
+                    "SELECT tenant, name, format, indicators, skipped, '' AS content, imported_at, \
+                     imported_by FROM intel_sources WHERE tenant = $1 AND name = $2",
+                )
+                .bind(source.tenant.as_str())
+                .bind(&source.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO intel_sources (tenant, name, format, indicators, skipped, content, \
+                     imported_at, imported_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (tenant, name) DO UPDATE SET format = excluded.format, \
+                     indicators = excluded.indicators, skipped = excluded.skipped, \
+                     content = excluded.content, imported_at = excluded.imported_at, \
+                     imported_by = excluded.imported_by",
+                )
+                .bind(source.tenant.as_str())
+                .bind(&source.name)
+                .bind(&source.format)
+                .bind(source.indicators)
+                .bind(source.skipped)
+                .bind(&source.content)
+                .bind(source.imported_at)
+                .bind(&source.imported_by)
+                .execute(&mut *tx)
+                .await?;
+                let mut audit = audit.after($crate::sql_monitor::intel_source_audit_json(source));
+                if let Some(before) = before {
+                    audit = audit.before($crate::sql_monitor::intel_source_audit_json(
+                        &$crate::sql_monitor::intel_source_from_row(before)?,
+                    ));
+                }
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn intel_sources(
+                &self,
+                tenant: &garrison_core::TenantId,
+                content: bool,
+            ) -> $crate::StoreResult<Vec<$crate::monitor::IntelSource>> {
+                let rows: Vec<$crate::sql_monitor::IntelSourceRow> = sqlx::query_as(
+                    "SELECT tenant, name, format, indicators, skipped, \
+                     CASE WHEN $2 THEN content ELSE '' END AS content, imported_at, imported_by \
+                     FROM intel_sources WHERE tenant = $1 ORDER BY name",
+                )
+                .bind(tenant.as_str())
+                .bind(content)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map($crate::sql_monitor::intel_source_from_row).collect()
+            }
+
+            async fn intel_source_delete(
+                &self,
+                tenant: &garrison_core::TenantId,
+                name: &str,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let before: Option<$crate::sql_monitor::IntelSourceRow> = sqlx::query_as(
+                    "SELECT tenant, name, format, indicators, skipped, '' AS content, imported_at, \
+                     imported_by FROM intel_sources WHERE tenant = $1 AND name = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(before) = before else {
+                    return Ok(false);
+                };
+                sqlx::query("DELETE FROM intel_sources WHERE tenant = $1 AND name = $2")
+                    .bind(tenant.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::append_audit(
+                    &mut tx,
+                    audit.before($crate::sql_monitor::intel_source_audit_json(
+                        &$crate::sql_monitor::intel_source_from_row(before)?,
+                    )),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };

@@ -15,8 +15,8 @@ use garrison_core::{
 use garrison_store::{
     PageRequest, Store, StoreError,
     monitor::{
-        AlertFilter, AlertStatus, NewAlert, NewResponse, ResponseChange, ResponseFilter,
-        ResponseStatus,
+        AlertFilter, AlertStatus, IntelSource, NewAlert, NewResponse, ResponseChange,
+        ResponseFilter, ResponseStatus,
     },
 };
 use serde_json::json;
@@ -355,4 +355,94 @@ async fn responses_act_once_and_expire(store: Arc<dyn Store>, _t: Tamper) {
         ]
     );
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
+}
+
+both!(intel_sources_are_kept_replaced_and_removed);
+async fn intel_sources_are_kept_replaced_and_removed(store: Arc<dyn Store>, _t: Tamper) {
+    let audit = |action: &str, name: &str| {
+        AuditRecord::new(
+            &tenant(),
+            Actor::operator("ann"),
+            action,
+            format!("intel:{name}"),
+        )
+    };
+    let source = |name: &str, content: &str, indicators: i64| IntelSource {
+        tenant: tenant(),
+        name: name.into(),
+        format: "list".into(),
+        indicators,
+        skipped: 1,
+        content: content.into(),
+        imported_at: 1_000,
+        imported_by: "operator:ann".into(),
+    };
+    store
+        .intel_source_put(
+            &source("feodo", "198.51.100.23\n", 1),
+            audit("intel.import", "feodo"),
+        )
+        .await
+        .unwrap();
+    store
+        .intel_source_put(
+            &source("abuse", "203.0.113.0/24\n", 1),
+            audit("intel.import", "abuse"),
+        )
+        .await
+        .unwrap();
+    // A second import under the same name replaces the first.
+    let replaced = source("feodo", "198.51.100.23\n198.51.100.24\n", 2);
+    store
+        .intel_source_put(&replaced, audit("intel.import", "feodo"))
+        .await
+        .unwrap();
+    let all = store.intel_sources(&tenant(), true).await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["abuse", "feodo"]
+    );
+    assert_eq!(all[1], replaced);
+    let light = store.intel_sources(&tenant(), false).await.unwrap();
+    assert_eq!((light[1].indicators, light[1].content.as_str()), (2, ""));
+
+    assert!(
+        store
+            .intel_source_delete(&tenant(), "abuse", audit("intel.delete", "abuse"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .intel_source_delete(&tenant(), "abuse", audit("intel.delete", "abuse"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.intel_sources(&tenant(), false).await.unwrap().len(),
+        1
+    );
+    // Every change is audited; the content is not copied into the audit log.
+    let audited = actions(&store).await;
+    assert_eq!(
+        audited,
+        [
+            "intel.import",
+            "intel.import",
+            "intel.import",
+            "intel.delete"
+        ]
+    );
+    let page = store
+        .audit_list(&tenant(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    let replace = &page.items[1];
+    let json = |text: &Option<String>| -> serde_json::Value {
+        serde_json::from_str(text.as_deref().unwrap()).unwrap()
+    };
+    assert_eq!(replace.action, "intel.import");
+    assert_eq!(json(&replace.before)["indicators"], 1);
+    assert_eq!(json(&replace.after)["indicators"], 2);
+    assert!(!replace.after.as_deref().unwrap().contains("198.51"));
 }

@@ -87,6 +87,9 @@ pub enum Command {
     /// The playbooks in force.
     #[command(subcommand)]
     Playbook(crate::monitor_cli::PlaybookCommand),
+    /// Threat-intelligence sources: import (lists, CSV, STIX 2.1, MISP), list, remove.
+    #[command(subcommand)]
+    Intel(crate::monitor_cli::IntelCommand),
     /// Sigma rule tooling for rule authors: lint, test against events (local files, no server).
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
@@ -223,6 +226,7 @@ pub enum RoleArg {
     Analyst,
     Auditor,
     ReadOnly,
+    Forwarder,
 }
 
 impl From<RoleArg> for Role {
@@ -233,6 +237,7 @@ impl From<RoleArg> for Role {
             RoleArg::Analyst => Role::Analyst,
             RoleArg::Auditor => Role::Auditor,
             RoleArg::ReadOnly => Role::ReadOnly,
+            RoleArg::Forwarder => Role::Forwarder,
         }
     }
 }
@@ -1020,6 +1025,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alert(command) => crate::monitor_cli::alert(command).await,
         Command::Response(command) => crate::monitor_cli::response(command).await,
         Command::Playbook(command) => crate::monitor_cli::playbook(command).await,
+        Command::Intel(command) => crate::monitor_cli::intel(command).await,
         Command::Rules(command) => crate::rules_cli::run(command),
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;

@@ -152,6 +152,15 @@ fn http_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTPS client")
 }
 
+/// A request body: JSON, or bytes with their media type (a feed file).
+enum RequestBody {
+    Json(Value),
+    Raw {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+}
+
 impl Remote {
     pub(crate) fn from_args(args: &RemoteArgs) -> anyhow::Result<Remote> {
         if let Ok(token) = std::env::var("GARRISON_TOKEN") {
@@ -190,13 +199,53 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<String> {
+        self.send(method, path, body.map(RequestBody::Json)).await
+    }
+
+    /// Sends `bytes` as the body, labelled `content_type`; the answer as JSON.
+    pub(crate) async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let text = self
+            .send(
+                method,
+                path,
+                Some(RequestBody::Raw {
+                    content_type: content_type.to_owned(),
+                    bytes,
+                }),
+            )
+            .await?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server sent invalid JSON for {path}"))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<RequestBody>,
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        if let Some(body) = body {
-            req = req.json(&body);
+        match body {
+            Some(RequestBody::Json(body)) => req = req.json(&body),
+            Some(RequestBody::Raw {
+                content_type,
+                bytes,
+            }) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(bytes)
+            }
+            None => {}
         }
         let resp = req.send().await.with_context(|| {
             format!(

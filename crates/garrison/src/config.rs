@@ -92,7 +92,8 @@ pub struct MonitorConfig {
     pub rules: Vec<PathBuf>,
     /// Playbook file (YAML); empty: the built-in playbook.
     pub playbooks: Option<PathBuf>,
-    /// Threat-intelligence files (plain lists or `.csv`); each file's name is its source.
+    /// Threat-intelligence files (plain lists, `.csv`, or `.json` STIX 2.1 bundles and MISP
+    /// feeds); each file's name is its source.
     pub intel: Vec<PathBuf>,
     /// Confidence (0–100) of indicators whose file gives none.
     pub intel_confidence: u8,
@@ -101,6 +102,58 @@ pub struct MonitorConfig {
     /// How often expired response actions are undone.
     #[serde(with = "humantime_serde")]
     pub expiry_check: Duration,
+    /// How far back a newly imported threat-intelligence source is hunted for in stored
+    /// device events.
+    #[serde(with = "humantime_serde")]
+    pub retro_hunt_lookback: Duration,
+    /// `[monitor.baselines]`
+    pub baselines: BaselinesConfig,
+}
+
+/// `[monitor.baselines]`: behaviour baselines per device and per peer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselinesConfig {
+    /// Whether baselines learn and raise anomaly alerts.
+    pub enabled: bool,
+    /// Length of the windows metrics are counted in.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Windows of a device's own history kept per metric.
+    pub history: usize,
+    /// Windows of its own a device needs before its own baseline counts.
+    pub min_history: usize,
+    /// Devices of one model and firmware active in a window for them to be each other's peers.
+    pub min_peers: usize,
+    /// Robust deviations (scaled MAD) above the median that make an anomaly.
+    pub sensitivity: f64,
+}
+
+impl Default for BaselinesConfig {
+    fn default() -> Self {
+        let d = garrison_monitor::baseline::BaselineSettings::default();
+        BaselinesConfig {
+            enabled: true,
+            window: Duration::from_millis(d.window_ms),
+            history: d.history,
+            min_history: d.min_history,
+            min_peers: d.min_peers,
+            sensitivity: d.sensitivity,
+        }
+    }
+}
+
+impl BaselinesConfig {
+    /// The monitor's settings.
+    pub fn settings(&self) -> garrison_monitor::baseline::BaselineSettings {
+        garrison_monitor::baseline::BaselineSettings {
+            window_ms: u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX),
+            history: self.history,
+            min_history: self.min_history,
+            min_peers: self.min_peers,
+            sensitivity: self.sensitivity,
+        }
+    }
 }
 
 impl Default for MonitorConfig {
@@ -114,6 +167,8 @@ impl Default for MonitorConfig {
             intel_confidence: 75,
             dry_run: false,
             expiry_check: Duration::from_secs(10),
+            retro_hunt_lookback: Duration::from_secs(30 * 24 * 3600),
+            baselines: BaselinesConfig::default(),
         }
     }
 }
@@ -584,6 +639,23 @@ impl Config {
         }
         if self.monitor.expiry_check < Duration::from_secs(1) {
             bail!("invalid value for key monitor.expiry_check: expected at least 1s");
+        }
+        let b = &self.monitor.baselines;
+        if b.window < Duration::from_secs(1) {
+            bail!("invalid value for key monitor.baselines.window: expected at least 1s");
+        }
+        if b.min_history < 3 || b.history < b.min_history || b.history > 10_000 {
+            bail!(
+                "keys monitor.baselines.min_history (at least 3) and monitor.baselines.history (at least min_history, at most 10000) are out of range"
+            );
+        }
+        if b.min_peers < 3 {
+            // With two peers the median is their mean and an outlier drags it: robust
+            // statistics need a majority that behaves.
+            bail!("invalid value for key monitor.baselines.min_peers: expected at least 3");
+        }
+        if !(b.sensitivity.is_finite() && b.sensitivity > 0.0) {
+            bail!("invalid value for key monitor.baselines.sensitivity: expected a number above 0");
         }
         if let Some(url) = &self.database_url
             && !(url.starts_with("postgres://")

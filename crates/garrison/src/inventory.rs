@@ -10,6 +10,7 @@ use garrison_core::{DeviceId, TenantId};
 use garrison_identity::{IdentityEvent, IdentityService};
 use garrison_inventory::{
     AccessKind, FleetIndex, Incoming, IngestSettings, Ingestor, InventoryService, Observation,
+    forward::Forwarder,
 };
 use garrison_posture::{BrokerConnection, ConnectionSource, PostureService, PostureSettings};
 use garrison_store::Store;
@@ -25,6 +26,8 @@ pub struct Inventory {
     pub posture: PostureService,
     /// Where the broker's messages go.
     pub incoming: mpsc::Sender<Incoming>,
+    /// Where the HTTP intake's messages go (the same queue, held weakly).
+    pub forwarder: Forwarder,
     /// The intake task; it ends once every sender is gone and it has written what it holds.
     pub ingest: tokio::task::JoinHandle<()>,
     /// Tells the forwarders to hand on what they hold and stop.
@@ -57,12 +60,14 @@ pub async fn start(
         ..Limits::default()
     };
     settings.presence_flush = config.inventory.presence_flush;
+    let limits = settings.limits.clone();
     let mut ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
     if let Some(observer) = observer {
         ingestor = ingestor.with_observer(observer);
     }
     let (incoming, incoming_rx) = mpsc::channel::<Incoming>(10_000);
     let ingest = tokio::spawn(ingestor.run(incoming_rx));
+    let forwarder = Forwarder::new(&incoming, index.clone(), store.clone(), limits);
     let (stop, _) = tokio::sync::watch::channel(false);
 
     let p = &config.posture;
@@ -104,6 +109,7 @@ pub async fn start(
         service: InventoryService::new(store, index),
         posture,
         incoming,
+        forwarder,
         ingest,
         stop,
     })

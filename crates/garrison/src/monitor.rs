@@ -1,6 +1,7 @@
 //! Wires monitoring into `serve`: rules (the built-in IoT pack plus configured files),
 //! playbooks (the configured file or the built-in one), the pipeline fed by the inventory's
-//! intake, the response service the API uses, and the expiry of response actions.
+//! intake, behaviour baselines, the response service the API uses, and the expiry of response
+//! actions.
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,7 +13,8 @@ use garrison_identity::IdentityService;
 use garrison_inventory::{InventoryService, Observation};
 use garrison_monitor::{
     Monitor, ResponseService,
-    intel::ThreatIntel,
+    feeds::IntelService,
+    intel::{SharedIntel, ThreatIntel},
     playbook::{self, Playbook},
     respond::LiveResponder,
 };
@@ -31,6 +33,7 @@ pub struct Loaded {
     detector: Detector,
     playbooks: Vec<Playbook>,
     intel: ThreatIntel,
+    intel_sources: Vec<String>,
 }
 
 /// Loads the rules and playbooks `config` names; a bad playbook file stops the start, a rule
@@ -71,6 +74,7 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
         None => playbook::parse("the built-in playbook", playbook::DEFAULT_PLAYBOOKS)?,
     };
     let mut intel = ThreatIntel::default();
+    let mut intel_sources = Vec::new();
     for path in &config.intel {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!(
@@ -82,13 +86,23 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
-        let n = intel.load(
+        let summary = intel.load(
             &path.display().to_string(),
             &text,
             &source,
             config.intel_confidence,
+            garrison_core::now_ms(),
         )?;
-        tracing::info!(file = %path.display(), indicators = n, "Threat intelligence loaded");
+        for s in summary.skipped.iter().take(20) {
+            tracing::info!(file = %path.display(), entry = %s.what, reason = %s.reason, "Threat-intelligence entry skipped");
+        }
+        tracing::info!(
+            file = %path.display(),
+            indicators = summary.added,
+            skipped = summary.skipped.len(),
+            "Threat intelligence loaded"
+        );
+        intel_sources.push(source);
     }
     if config.dry_run {
         for p in &mut playbooks {
@@ -99,6 +113,7 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
         detector,
         playbooks,
         intel,
+        intel_sources,
     })
 }
 
@@ -106,6 +121,8 @@ pub fn load(config: &MonitorConfig) -> anyhow::Result<Loaded> {
 pub struct Monitoring {
     /// For the API.
     pub responses: ResponseService,
+    /// For the API: imported threat-intelligence sources.
+    pub intel: IntelService,
     /// Filled in once the broker runs, so responses can disconnect devices.
     pub broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
 }
@@ -119,7 +136,7 @@ pub struct Inputs {
 }
 
 /// Starts the pipeline on its inputs and the expiry of response actions.
-pub fn start(
+pub async fn start(
     config: &MonitorConfig,
     loaded: Loaded,
     store: Arc<dyn Store>,
@@ -137,11 +154,35 @@ pub fn start(
         inventory,
         broker.clone(),
     );
-    let responses =
-        ResponseService::new(tenant, store.clone(), Arc::new(responder), loaded.playbooks)?;
-    let monitor =
-        Monitor::new(store, index, loaded.detector, responses.clone()).with_intel(loaded.intel);
+    let responses = ResponseService::new(
+        tenant.clone(),
+        store.clone(),
+        Arc::new(responder),
+        loaded.playbooks,
+    )?;
+    let shared = SharedIntel::default();
+    let (intel, hunts) = IntelService::start(
+        tenant.clone(),
+        store.clone(),
+        loaded.intel,
+        loaded.intel_sources,
+        config.intel_confidence,
+        shared.clone(),
+    )
+    .await
+    .context("cannot load the imported threat-intelligence sources")?;
+    let lookback = u64::try_from(config.retro_hunt_lookback.as_millis()).unwrap_or(u64::MAX);
+    let mut monitor = Monitor::new(store, index, loaded.detector, responses.clone())
+        .with_shared_intel(shared)
+        .with_hunts(hunts, lookback);
+    if config.baselines.enabled {
+        monitor = monitor.with_baselines(config.baselines.settings());
+    }
     tokio::spawn(monitor.run(inputs.observations, inputs.syslog));
     tokio::spawn(responses.clone().run_expiry(config.expiry_check));
-    Ok(Monitoring { responses, broker })
+    Ok(Monitoring {
+        responses,
+        intel,
+        broker,
+    })
 }

@@ -1,8 +1,9 @@
-//! `garrison alert …`, `garrison response …` and `garrison playbook list`: the REST client
-//! side of monitoring and response.
+//! `garrison alert …`, `garrison response …`, `garrison playbook list` and `garrison intel …`:
+//! the REST client side of monitoring and response.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
@@ -157,6 +158,38 @@ pub enum ResponseCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum IntelCommand {
+    /// Import a threat-intelligence file as a named source (replacing an earlier import of
+    /// that name): a list (one address, network, domain or SHA-256 per line), CSV
+    /// (`indicator,type,confidence,expires`), a STIX 2.1 bundle or MISP feed JSON. It is in
+    /// force at once and hunted for in the device events already stored.
+    Import {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The file.
+        file: std::path::PathBuf,
+        /// Source name (default: the file's name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// How to read it (default: from the extension; .json is STIX or MISP).
+        #[arg(long, value_parser = ["list", "csv", "json"])]
+        format: Option<String>,
+    },
+    /// The imported sources.
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove an imported source.
+    Delete {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Source name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PlaybookCommand {
     /// The playbooks in force on the server.
     List {
@@ -262,6 +295,104 @@ pub async fn playbook(command: PlaybookCommand) -> anyhow::Result<ExitCode> {
             let list = r.get("/api/v1/playbooks").await?;
             let items = list.as_array().cloned().unwrap_or_default();
             output::print_list(r.output, &items, PLAYBOOK_COLUMNS);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+const INTEL_COLUMNS: &[&str] = &[
+    "name",
+    "format",
+    "indicators",
+    "skipped",
+    "imported_at",
+    "imported_by",
+];
+
+/// `intel …`
+pub async fn intel(command: IntelCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        IntelCommand::Import {
+            remote,
+            file,
+            name,
+            format,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .with_context(|| format!("{} has no file name: pass --name", file.display()))?,
+            };
+            let extension = file
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            let format = format.unwrap_or_else(|| match extension.as_str() {
+                "json" => "json".into(),
+                "csv" => "csv".into(),
+                _ => "list".into(),
+            });
+            let r = Remote::from_args(&remote)?;
+            let imported = r
+                .send_raw(
+                    reqwest::Method::PUT,
+                    &format!("/api/v1/intel/sources/{}?format={format}", encode(&name)),
+                    "application/octet-stream",
+                    bytes,
+                )
+                .await?;
+            if matches!(r.output, output::Format::Json) {
+                output::print_object(r.output, &imported);
+            } else {
+                let skipped = imported["skipped_count"].as_u64().unwrap_or(0);
+                println!(
+                    "{} {}: {} indicators in force ({}), {skipped} entries skipped; a retro-hunt over stored events is running",
+                    if imported["replaced"] == true {
+                        "replaced"
+                    } else {
+                        "imported"
+                    },
+                    imported["name"].as_str().unwrap_or(&name),
+                    imported["indicators"],
+                    imported["format"].as_str().unwrap_or("?"),
+                );
+                for s in imported["skipped"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(10)
+                {
+                    println!(
+                        "  skipped {}: {}",
+                        s["entry"].as_str().unwrap_or("?"),
+                        s["reason"].as_str().unwrap_or("?")
+                    );
+                }
+                if skipped > 10 {
+                    println!(
+                        "  … and {} more (-o json lists the first 100)",
+                        skipped - 10
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        IntelCommand::List { remote } => {
+            let r = Remote::from_args(&remote)?;
+            let list = r.get("/api/v1/intel/sources").await?;
+            let items = list.as_array().cloned().unwrap_or_default();
+            output::print_list(r.output, &items, INTEL_COLUMNS);
+            Ok(ExitCode::SUCCESS)
+        }
+        IntelCommand::Delete { remote, name } => {
+            let r = Remote::from_args(&remote)?;
+            r.delete(&format!("/api/v1/intel/sources/{}", encode(&name)))
+                .await?;
+            println!("removed {name}; its indicators no longer match");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -160,18 +160,21 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         (None, None)
     };
     let monitoring = match (monitor_rules, observations) {
-        (Some(loaded), Some(observations)) => Some(crate::monitor::start(
-            &config.monitor,
-            loaded,
-            store.clone(),
-            tenant.clone(),
-            identity.clone(),
-            inventory.service.clone(),
-            crate::monitor::Inputs {
-                observations,
-                syslog: syslog_rx,
-            },
-        )?),
+        (Some(loaded), Some(observations)) => Some(
+            crate::monitor::start(
+                &config.monitor,
+                loaded,
+                store.clone(),
+                tenant.clone(),
+                identity.clone(),
+                inventory.service.clone(),
+                crate::monitor::Inputs {
+                    observations,
+                    syslog: syslog_rx,
+                },
+            )
+            .await?,
+        ),
         _ => None,
     };
     let syslog = match syslog_tx {
@@ -281,8 +284,10 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         state.attach_broker(broker.clone());
     }
     state.attach_inventory(inventory.service.clone(), inventory.posture.clone());
+    state.attach_intake(inventory.forwarder.clone());
     if let Some(m) = &monitoring {
         state.attach_monitor(m.responses.clone());
+        state.attach_intel(m.intel.clone());
     }
     let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;

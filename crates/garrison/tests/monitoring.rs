@@ -32,6 +32,17 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
 }
 
 fn sim(home: &Path, server: &Server, est: &Est<'_>, devices: u32, scenario: &str) -> Guard {
+    sim_reporting_every(home, server, est, devices, scenario, "5s")
+}
+
+fn sim_reporting_every(
+    home: &Path,
+    server: &Server,
+    est: &Est<'_>,
+    devices: u32,
+    scenario: &str,
+    telemetry_interval: &str,
+) -> Guard {
     let (status, token) = est.api(
         "POST",
         "/api/v1/enrollment/tokens",
@@ -51,7 +62,12 @@ fn sim(home: &Path, server: &Server, est: &Est<'_>, devices: u32, scenario: &str
             .arg(est.ca)
             .args(["--token", token["token"].as_str().unwrap(), "--state-dir"])
             .arg(home.join("sim"))
-            .args(["--telemetry-interval", "5s", "--weak-share", "0"])
+            .args([
+                "--telemetry-interval",
+                telemetry_interval,
+                "--weak-share",
+                "0",
+            ])
             .args(["--scenario", scenario])
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -158,7 +174,9 @@ fn mirai_is_alerted_quarantined_enforced_and_audited_in_order() {
         );
     }
     // Nothing fires on the devices that behave.
-    for quiet in ["sim-plug-0001", "sim-gw-0002"] {
+    for quiet in ["sim-cam-0001", "sim-cam-0002"] {
+        let (status, device) = est.api("GET", &format!("/api/v1/devices/{quiet}"), None);
+        assert_eq!(status, 200, "{quiet} is in the fleet: {device}");
         let noisy: Vec<Value> = alerts(&est, quiet)
             .into_iter()
             .filter(|a| a["severity"] != "info")
@@ -299,6 +317,89 @@ fn mirai_is_alerted_quarantined_enforced_and_audited_in_order() {
     assert_eq!(status, 409, "{again}");
     let (ok, out) = publish(&server, &ca, &home.join("sim"), victim, "telemetry");
     assert!(ok, "released, the device publishes again: {out}");
+}
+
+#[test]
+fn a_reconnect_storm_stands_out_from_its_peers_with_an_explained_anomaly() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start_with_env(
+        home,
+        &[
+            ("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0"),
+            ("GARRISON_MONITOR__BASELINES__WINDOW", "3s"),
+        ],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    // Twenty devices, seven of them cameras of one model and firmware: a peer group. None has
+    // a baseline of its own yet: peers are all there is.
+    let stormer = "sim-cam-0005";
+    let _sim = sim_reporting_every(
+        home,
+        &server,
+        &est,
+        20,
+        &format!("reconnect-storm:{stormer}@12s"),
+        "1s",
+    );
+
+    let anomaly = wait_for("the connections anomaly", Duration::from_secs(90), || {
+        alerts(&est, stormer)
+            .into_iter()
+            .find(|a| a["rule"] == "garrison.baseline.connects")
+    });
+    assert!(
+        anomaly["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("garrison.anomaly")),
+        "{anomaly}"
+    );
+    assert_eq!(anomaly["techniques"], json!(["T1499"]), "{anomaly}");
+    let (_, detail) = est.api(
+        "GET",
+        &format!("/api/v1/alerts/{}", anomaly["id"].as_str().unwrap()),
+        None,
+    );
+    let evidence = &detail["evidence"];
+    assert_eq!(evidence["metric"], "connects", "{evidence}");
+    assert_eq!(evidence["judged_by"], "peers", "{evidence}");
+    assert!(evidence["baseline"].is_null(), "{evidence}");
+    let peers = &evidence["peers"];
+    assert_eq!(peers["model"], "AV-CAM-220", "{evidence}");
+    assert!(peers["devices"].as_u64().unwrap() >= 5, "{evidence}");
+    let observed = evidence["observed"].as_f64().unwrap();
+    assert!(
+        observed > peers["limit"].as_f64().unwrap() && observed > 5.0,
+        "{evidence}"
+    );
+    let explanation = evidence["explanation"].as_str().unwrap();
+    assert!(
+        explanation.starts_with(&format!("{stormer} connections opened: ")),
+        "{explanation}"
+    );
+    assert!(
+        explanation.contains("peers (AV-CAM-220 firmware"),
+        "{explanation}"
+    );
+
+    // The devices that kept their rhythm raised no anomaly at all.
+    let (status, page) = est.api("GET", "/api/v1/alerts?limit=500", None);
+    assert_eq!(status, 200, "{page}");
+    let others: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["rule"]
+                .as_str()
+                .unwrap()
+                .starts_with("garrison.baseline.")
+                && a["device"] != stormer
+        })
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
 }
 
 /// A webhook delivery: its headers (names lower-cased) and body.
@@ -608,10 +709,331 @@ fn a_beacon_to_a_listed_address_is_an_alert() {
     assert_eq!(threat["confidence"], 75);
     assert_eq!(threat["field"], "dst_endpoint.ip");
     // The other device talks only to its usual peers.
+    let (status, other) = est.api("GET", "/api/v1/devices/sim-cam-0001", None);
+    assert_eq!(status, 200, "the other device is in the fleet: {other}");
     assert!(
-        alerts(&est, "sim-plug-0001")
+        alerts(&est, "sim-cam-0001")
             .iter()
             .all(|a| a["evidence"]["event"]["threat"].is_null()),
         "an unlisted device was flagged"
     );
+}
+
+/// POSTs `body` to the HTTP intake with curl and `token`; returns (status, JSON).
+fn intake(est: &Est<'_>, token: &str, body: &str) -> (u16, Value) {
+    let file = est.dir.join("batch.json");
+    std::fs::write(&file, body).unwrap();
+    let (_, out, err) = run(
+        Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+            .arg(est.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .arg(format!("{}/api/v1/intake/messages", est.url)),
+        None,
+    );
+    let (body, code) = out
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("{out}{err}"));
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn a_gateway_forwards_events_over_http_which_are_checked_kept_and_detected() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start(home, &[]);
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    // A device behind the gateway: enrolled over EST, never connected to the broker.
+    let device = "meter-7";
+    let (status, token) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": device})),
+    );
+    assert_eq!(status, 201, "{token}");
+    let csr = est.csr(device, device);
+    let (status, text) = est.enroll(
+        "simpleenroll",
+        &csr,
+        &[
+            "-u",
+            &format!("{device}:{}", token["token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200, "{text}");
+    // The gateway's token can feed the intake and nothing else.
+    let (status, forwarder) = est.api(
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "gateway-berlin", "role": "forwarder"})),
+    );
+    assert_eq!(status, 201, "{forwarder}");
+    let forwarder = forwarder["token"].as_str().unwrap().to_owned();
+    let url = |path: &str| format!("{}{path}", est.url);
+    assert_eq!(curl_status(&ca, &forwarder, &url("/api/v1/devices")), "403");
+    assert_eq!(curl_status(&ca, &forwarder, &url("/api/v1/alerts")), "403");
+    let (status, _) = intake(&est, "gar_nonsense", r#"{"messages": []}"#);
+    assert_eq!(status, 401);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let failures: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"at": now + i, "kind": "login_failed", "user": "root",
+                   "service": "telnetd", "source": "203.0.113.50"})
+        })
+        .collect();
+    let batch = json!({"messages": [
+        {"device": device, "channel": "events", "payload": {"schema": 1, "events": failures}},
+        {"device": "meter-404", "channel": "events", "payload": {"schema": 1, "events": []}},
+        {"device": device, "channel": "events", "payload": {"schema": 99, "events": []}},
+        {"device": device, "channel": "birth", "payload": {"schema": 1}},
+        {"device": device, "channel": "telemetry",
+         "payload": {"schema": 1, "device_id": "meter-8", "at": now, "interval_ms": 1000}},
+        {"device": device, "channel": "telemetry",
+         "payload": {"schema": 1, "at": now, "interval_ms": 60000, "bytes_out": 4096}},
+    ]});
+    let (status, result) = intake(&est, &forwarder, &batch.to_string());
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["accepted"], 2, "{result}");
+    let refused: Vec<(u64, &str)> = result["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (1, "unknown_device"),
+            (2, "unsupported_schema"),
+            (3, "unknown_channel"),
+            (4, "device_mismatch"),
+        ],
+        "{result}"
+    );
+    assert!(
+        result["refused"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("enroll it first"),
+        "{result}"
+    );
+
+    // Kept as the device's own events, and detected like any other: five failures in a
+    // minute are a brute force.
+    let alert = wait_for("the brute-force alert", Duration::from_secs(30), || {
+        alerts(&est, device).into_iter().find(|a| {
+            a["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Telnet brute force")
+        })
+    });
+    assert_eq!(alert["device"], device, "{alert}");
+    let (status, events) = est.api("GET", &format!("/api/v1/events?device={device}"), None);
+    assert_eq!(status, 200, "{events}");
+    assert_eq!(events["items"].as_array().unwrap().len(), 8, "{events}");
+
+    // Batch-level mistakes are refused whole, with the field named.
+    let (status, bad) = intake(&est, &forwarder, r#"{"messages": [{"device": 7}]}"#);
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["field"].as_str().unwrap().contains("device"), "{bad}");
+    let many: Vec<Value> = (0..5001)
+        .map(|_| json!({"device": device, "channel": "events", "payload": {}}))
+        .collect();
+    let (status, bad) = intake(&est, &forwarder, &json!({"messages": many}).to_string());
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["field"], "messages", "{bad}");
+    // Quarantine holds over HTTP as over MQTT.
+    let (status, q) = est.api(
+        "POST",
+        &format!("/api/v1/devices/{device}/quarantine"),
+        None,
+    );
+    assert_eq!(status, 200, "{q}");
+    let telemetry = json!({"messages": [{"device": device, "channel": "telemetry",
+        "payload": {"schema": 1, "at": now, "interval_ms": 60000}}]})
+    .to_string();
+    // The quarantine reaches the fleet index within moments of the API's answer.
+    let result = wait_for(
+        "the quarantine at the intake",
+        Duration::from_secs(10),
+        || {
+            let (status, result) = intake(&est, &forwarder, &telemetry);
+            assert_eq!(status, 200, "{result}");
+            (result["accepted"] == 0).then_some(result)
+        },
+    );
+    assert_eq!(result["refused"][0]["reason"], "quarantined", "{result}");
+}
+
+#[test]
+fn an_imported_stix_feed_is_in_force_at_once_and_hunted_for_in_stored_events() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start_with_env(
+        home,
+        &[("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0")],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let victim = "sim-cam-0000";
+    let _sim = sim(home, &server, &est, 2, &format!("c2-beacon:{victim}@2s"));
+
+    // The beacon is stored as the device's event; no list names its address yet.
+    wait_for("the stored beacon", Duration::from_secs(60), || {
+        let (_, events) = est.api("GET", &format!("/api/v1/events?device={victim}"), None);
+        events.to_string().contains("198.51.100.23").then_some(())
+    });
+    let flagged = |a: &Value| !a["evidence"]["event"]["threat"].is_null();
+    assert!(!alerts(&est, victim).iter().any(flagged));
+
+    // A CERT's STIX bundle arrives, imported with curl.
+    let bundle = json!({"type": "bundle", "id": "bundle--5", "objects": [
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--c2",
+         "pattern": "[ipv4-addr:value = '198.51.100.23']", "pattern_type": "stix",
+         "valid_from": "2026-01-01T00:00:00Z", "confidence": 85},
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--url",
+         "pattern": "[url:value = 'http://198.51.100.23/bins/x86']", "pattern_type": "stix",
+         "valid_from": "2026-01-01T00:00:00Z"},
+    ]});
+    let file = home.join("cert.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let put = |token: &str, name: &str, content_type: &str, file: &Path| -> (u16, Value) {
+        let (_, out, err) = run(
+            Command::new("curl")
+                .args(["-sS", "-w", "\n%{http_code}", "-X", "PUT", "--cacert"])
+                .arg(&ca)
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg("-H")
+                .arg(format!("Content-Type: {content_type}"))
+                .arg("--data-binary")
+                .arg(format!("@{}", file.display()))
+                .arg(format!("{}/api/v1/intel/sources/{name}", est.url)),
+            None,
+        );
+        let (body, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (
+            code.trim().parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    let (status, imported) = put(&est.token, "cert-feed", "application/json", &file);
+    assert_eq!(status, 201, "{imported}");
+    assert_eq!(imported["format"], "stix", "{imported}");
+    assert_eq!(imported["indicators"], 1, "{imported}");
+    assert_eq!(
+        imported["skipped"][0]["entry"], "indicator--url",
+        "{imported}"
+    );
+
+    // The retro-hunt finds the beacon that was already stored.
+    let hunted = wait_for("the retro-hunt alert", Duration::from_secs(30), || {
+        alerts(&est, victim)
+            .into_iter()
+            .find(|a| a["rule"] == "garrison.intel.retro_hunt")
+    });
+    assert_eq!(hunted["severity"], "high", "{hunted}");
+    let threat = &hunted["evidence"]["event"]["threat"];
+    assert_eq!(threat["indicator"], "198.51.100.23", "{hunted}");
+    assert_eq!(threat["source"], "cert-feed", "{hunted}");
+    assert_eq!(threat["confidence"], 85, "{hunted}");
+    assert_eq!(threat["reference"], "indicator--c2", "{hunted}");
+    assert_eq!(hunted["evidence"]["retro_hunt"]["source"], "cert-feed");
+    // And it is in force for what arrives from now on: the live rules flag the beacon too.
+    wait_for(
+        "the live threat-intel alert",
+        Duration::from_secs(60),
+        || {
+            alerts(&est, victim)
+                .into_iter()
+                .find(|a| a["rule"] != "garrison.intel.retro_hunt" && flagged(a))
+        },
+    );
+    assert!(
+        !alerts(&est, "sim-cam-0001").iter().any(flagged),
+        "the device that never beaconed is not flagged"
+    );
+    let entries = audit_entries(&est);
+    let import_at = entries
+        .iter()
+        .position(|e| e["action"] == "intel.import" && e["target"] == "intel:cert-feed")
+        .expect("intel.import audited");
+    let hunt_at = entries
+        .iter()
+        .position(|e| e["action"] == "intel.retro_hunt")
+        .expect("intel.retro_hunt audited");
+    assert!(import_at < hunt_at);
+    assert!(
+        entries[hunt_at]["after"]
+            .to_string()
+            .contains("\"matches\""),
+        "{}",
+        entries[hunt_at]
+    );
+
+    // The CLI lists and removes sources; a list with a bad line is refused whole.
+    let cli = |args: &[&str]| {
+        run(
+            garrison(home)
+                .env("GARRISON_TOKEN", &est.token)
+                .env("GARRISON_SERVER", &est.url)
+                .env("GARRISON_CA_CERT", &ca)
+                .args(args),
+            None,
+        )
+    };
+    let bad = home.join("bad.txt");
+    std::fs::write(&bad, "203.0.113.9\nnot an indicator\n").unwrap();
+    let (ok, _, err) = cli(&["intel", "import", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("line 2"), "{err}");
+    let good = home.join("abuse.txt");
+    std::fs::write(&good, "# abuse.ch\n203.0.113.0/24\n").unwrap();
+    let (ok, out, err) = cli(&["intel", "import", good.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("imported abuse: 1 indicators"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["intel", "list", "-o", "json"]);
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["abuse", "cert-feed"]);
+    let (ok, _, err) = cli(&["intel", "delete", "abuse"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["intel", "delete", "abuse"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    // Only roles that may change intelligence may import it.
+    let (status, viewer) = est.api(
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "viewer", "role": "read-only"})),
+    );
+    assert_eq!(status, 201, "{viewer}");
+    let (status, _) = put(
+        viewer["token"].as_str().unwrap(),
+        "sneaky",
+        "text/plain",
+        &good,
+    );
+    assert_eq!(status, 403);
 }

@@ -5,6 +5,8 @@ mod audit;
 mod auth;
 mod devices;
 mod enrollment;
+mod intake;
+mod intel;
 mod inventory;
 mod monitor;
 mod operators;
@@ -76,6 +78,9 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(monitor::reject))
         .routes(routes!(monitor::undo))
         .routes(routes!(monitor::playbooks))
+        .routes(routes!(intake::messages))
+        .routes(routes!(intel::sources))
+        .routes(routes!(intel::import, intel::delete))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
         .routes(routes!(devices::rotate))
