@@ -302,6 +302,15 @@ pub fn parse(source: &str, yaml: &str) -> Result<Vec<Playbook>, MonitorError> {
             .enumerate()
             .map(|(i, a)| action(a).map_err(|e| bad(at(&format!("action {}: {e}", i + 1)))))
             .collect::<Result<Vec<_>, _>>()?;
+        // A response is recorded once per alert, playbook and action (so an alert seen again
+        // does not act twice): a second action of the same kind would never run.
+        let mut kinds = std::collections::HashSet::new();
+        if let Some(twice) = actions.iter().find(|a| !kinds.insert(a.kind.name())) {
+            return Err(bad(at(&format!(
+                "has two {} actions; put the second in a playbook of its own",
+                twice.kind.name()
+            ))));
+        }
         out.push(Playbook {
             name,
             description: raw.description,
@@ -473,10 +482,26 @@ playbooks:
       - action: webhook
         url: https://siem.example/hook
         secret_env: HOOK_SECRET
+      - action: forward
+        url: syslog+tls://siem.example:6514
+        format: ocsf
 "#,
         )
         .unwrap();
         let b = &books[0];
+        assert_eq!(
+            b.actions[5].kind,
+            ActionKind::Forward {
+                url: "syslog+tls://siem.example:6514".into(),
+                format: SiemFormat::Ocsf,
+                ca_file: None
+            }
+        );
+        assert!(!b.actions[5].kind.needs_device());
+        assert_eq!(
+            ActionKind::from_stored("forward", &b.actions[5].kind.params()),
+            Some(b.actions[5].kind.clone())
+        );
         assert!(b.dry_run);
         assert_eq!(b.when.min_severity, Some(Severity::High));
         assert_eq!(b.actions[0].expires, Some(Duration::from_secs(7200)));
@@ -521,6 +546,18 @@ playbooks:
             (
                 "playbooks: [{name: a, actions: [{action: webhook, url: 'http://siem.example/', secret_env: S}]}]",
                 "must be https",
+            ),
+            (
+                "playbooks: [{name: a, actions: [{action: forward, url: 'syslog+tls://a:1'}, {action: forward, url: 'syslog+tls://b:1'}]}]",
+                "two forward actions",
+            ),
+            (
+                "playbooks: [{name: a, actions: [{action: forward, url: 'syslog+tcp://siem.example:514'}]}]",
+                "only over TLS",
+            ),
+            (
+                "playbooks: [{name: a, actions: [{action: quarantine, format: cef}]}]",
+                "takes no `format`",
             ),
             (
                 "playbooks: [{name: a, actions: [{action: webhook, url: 'https://x/'}]}]",

@@ -719,6 +719,54 @@ fn a_beacon_to_a_listed_address_is_an_alert() {
     );
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Enrolls `device` over EST with an `openssl req` CSR and curl, with a fresh bootstrap token.
+fn enroll_with_curl(est: &Est<'_>, device: &str) {
+    let (status, token) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": device})),
+    );
+    assert_eq!(status, 201, "{token}");
+    let csr = est.csr(device, device);
+    let (status, text) = est.enroll(
+        "simpleenroll",
+        &csr,
+        &[
+            "-u",
+            &format!("{device}:{}", token["token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+/// An API token with the `forwarder` role, as a gateway would hold.
+fn forwarder_token(est: &Est<'_>) -> String {
+    let (status, forwarder) = est.api(
+        "POST",
+        "/api/v1/tokens",
+        Some(json!({"name": "gateway-berlin", "role": "forwarder"})),
+    );
+    assert_eq!(status, 201, "{forwarder}");
+    forwarder["token"].as_str().unwrap().to_owned()
+}
+
+/// `n` failed telnet logins from one address, a millisecond apart from `now`.
+fn telnet_failures(now: i64, n: i64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"at": now + i, "kind": "login_failed", "user": "root",
+                   "service": "telnetd", "source": "203.0.113.50"})
+        })
+        .collect()
+}
+
 /// POSTs `body` to the HTTP intake with curl and `token`; returns (status, JSON).
 fn intake(est: &Est<'_>, token: &str, body: &str) -> (u16, Value) {
     let file = est.dir.join("batch.json");
@@ -752,46 +800,17 @@ fn a_gateway_forwards_events_over_http_which_are_checked_kept_and_detected() {
     let est = est_for(&server, home, &ca);
     // A device behind the gateway: enrolled over EST, never connected to the broker.
     let device = "meter-7";
-    let (status, token) = est.api(
-        "POST",
-        "/api/v1/enrollment/tokens",
-        Some(json!({"device_pattern": device})),
-    );
-    assert_eq!(status, 201, "{token}");
-    let csr = est.csr(device, device);
-    let (status, text) = est.enroll(
-        "simpleenroll",
-        &csr,
-        &[
-            "-u",
-            &format!("{device}:{}", token["token"].as_str().unwrap()),
-        ],
-    );
-    assert_eq!(status, 200, "{text}");
+    enroll_with_curl(&est, device);
     // The gateway's token can feed the intake and nothing else.
-    let (status, forwarder) = est.api(
-        "POST",
-        "/api/v1/tokens",
-        Some(json!({"name": "gateway-berlin", "role": "forwarder"})),
-    );
-    assert_eq!(status, 201, "{forwarder}");
-    let forwarder = forwarder["token"].as_str().unwrap().to_owned();
+    let forwarder = forwarder_token(&est);
     let url = |path: &str| format!("{}{path}", est.url);
     assert_eq!(curl_status(&ca, &forwarder, &url("/api/v1/devices")), "403");
     assert_eq!(curl_status(&ca, &forwarder, &url("/api/v1/alerts")), "403");
     let (status, _) = intake(&est, "gar_nonsense", r#"{"messages": []}"#);
     assert_eq!(status, 401);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let failures: Vec<Value> = (0..8)
-        .map(|i| {
-            json!({"at": now + i, "kind": "login_failed", "user": "root",
-                   "service": "telnetd", "source": "203.0.113.50"})
-        })
-        .collect();
+    let now = now_ms();
+    let failures = telnet_failures(now, 8);
     let batch = json!({"messages": [
         {"device": device, "channel": "events", "payload": {"schema": 1, "events": failures}},
         {"device": "meter-404", "channel": "events", "payload": {"schema": 1, "events": []}},
@@ -1036,4 +1055,248 @@ fn an_imported_stix_feed_is_in_force_at_once_and_hunted_for_in_stored_events() {
         &good,
     );
     assert_eq!(status, 403);
+}
+
+/// A SIEM stand-in: `openssl s_server` with a certificate from a throwaway CA, writing what it
+/// receives to a file. Returns its port, the process, that file and the CA certificate.
+fn siem_receiver(dir: &Path, name: &str) -> (u16, Guard, std::path::PathBuf, std::path::PathBuf) {
+    let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+    let openssl = |args: &[&str]| {
+        let (ok, out, err) = run(Command::new("openssl").args(args), None);
+        assert!(ok, "openssl {args:?}: {out}{err}");
+    };
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let (ca, ca_key) = (file("-ca.pem"), file("-ca.key"));
+    let (cert, key, csr, ext) = (file(".pem"), file(".key"), file(".csr"), file(".ext"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &path(&ca_key),
+        "-out",
+        &path(&ca),
+        "-subj",
+        "/CN=Test SIEM CA",
+        "-days",
+        "1",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&csr),
+        "-subj",
+        "/CN=siem",
+    ]);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path(&csr),
+        "-CA",
+        &path(&ca),
+        "-CAkey",
+        &path(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &path(&cert),
+        "-days",
+        "1",
+        "-extfile",
+        &path(&ext),
+    ]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let received = file(".received");
+    let child = Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&received).unwrap())
+        .stderr(std::fs::File::create(file(".log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("openssl s_server", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    (port, Guard(child), received, ca)
+}
+
+/// The messages of an RFC 6587 octet-counted stream.
+fn octet_counted(mut bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(space) = bytes.iter().position(|b| *b == b' ') {
+        let Ok(len) = std::str::from_utf8(&bytes[..space])
+            .unwrap()
+            .trim()
+            .parse::<usize>()
+        else {
+            break;
+        };
+        let end = space + 1 + len;
+        if end > bytes.len() {
+            break;
+        }
+        out.push(String::from_utf8(bytes[space + 1..end].to_vec()).unwrap());
+        bytes = &bytes[end..];
+    }
+    out
+}
+
+#[test]
+fn alerts_are_forwarded_to_a_siem_as_cef_and_ocsf_over_syslog_tls() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let (cef_port, _cef, cef_received, siem_ca) = siem_receiver(home, "cef");
+    let (ocsf_port, _ocsf, ocsf_received, ocsf_ca) = siem_receiver(home, "ocsf");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let playbooks = home.join("playbooks.yml");
+    std::fs::write(
+        &playbooks,
+        format!(
+            r#"
+playbooks:
+  - name: to-the-soc
+    when: {{rules: ["Telnet brute force against a device"]}}
+    actions:
+      - action: forward
+        url: syslog+tls://127.0.0.1:{cef_port}
+        ca_file: {siem_ca:?}
+  - name: to-the-data-lake
+    when: {{rules: ["Telnet brute force against a device"]}}
+    actions:
+      - action: forward
+        url: syslog+tls://127.0.0.1:{ocsf_port}
+        format: ocsf
+        ca_file: {ocsf_ca:?}
+  - name: to-a-dead-siem
+    when: {{rules: ["Telnet brute force against a device"]}}
+    actions:
+      - action: forward
+        url: syslog+tls://127.0.0.1:{closed}
+        ca_file: {siem_ca:?}
+"#
+        ),
+    )
+    .unwrap();
+    let server = start_with_env(
+        home,
+        &[("GARRISON_MONITOR__PLAYBOOKS", playbooks.to_str().unwrap())],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let device = "meter-9";
+    enroll_with_curl(&est, device);
+    let forwarder = forwarder_token(&est);
+    let batch = json!({"messages": [{"device": device, "channel": "events",
+        "payload": {"schema": 1, "events": telnet_failures(now_ms(), 6)}}]});
+    let (status, result) = intake(&est, &forwarder, &batch.to_string());
+    assert_eq!((status, &result["accepted"]), (200, &json!(1)), "{result}");
+
+    let alert = wait_for("the brute-force alert", Duration::from_secs(30), || {
+        alerts(&est, device)
+            .into_iter()
+            .find(|a| a["title"] == "Telnet brute force against a device")
+    });
+    let responses = wait_for("three forward actions", Duration::from_secs(30), || {
+        let (_, page) = est.api(
+            "GET",
+            &format!("/api/v1/responses?alert={}", alert["id"].as_str().unwrap()),
+            None,
+        );
+        let items = page["items"].as_array().unwrap().clone();
+        (items.len() == 3 && items.iter().all(|r| r["status"] != "started")).then_some(items)
+    });
+    let by_url = |port: u16| {
+        responses
+            .iter()
+            .find(|r| {
+                r["params"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(":{port}"))
+            })
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_url(cef_port)["status"], "executed", "{responses:?}");
+    assert_eq!(by_url(ocsf_port)["status"], "executed", "{responses:?}");
+    let failed = by_url(closed);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{closed}")),
+        "the failure names the SIEM: {failed}"
+    );
+
+    // What the SIEMs received: one octet-counted RFC 5424 message each.
+    let cef_lines = wait_for("the CEF message", Duration::from_secs(10), || {
+        let lines = octet_counted(&std::fs::read(&cef_received).unwrap());
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(cef_lines.len(), 1, "{cef_lines:?}");
+    let line = &cef_lines[0];
+    assert!(line.starts_with("<10"), "PRI of facility 13: {line}");
+    assert!(
+        line.contains(" garrison - CEF - CEF:0|Garrison|Garrison|"),
+        "{line}"
+    );
+    let cef = line.split(" - CEF - ").nth(1).unwrap();
+    let fields: Vec<&str> = cef.splitn(8, '|').collect();
+    assert_eq!(fields[5], "Telnet brute force against a device", "{cef}");
+    assert_eq!(fields[4], alert["rule"].as_str().unwrap(), "{cef}");
+    assert!(fields[7].contains(&format!("dvchost={device}")), "{cef}");
+    assert!(
+        fields[7].contains(&format!("externalId={}", alert["id"].as_str().unwrap())),
+        "{cef}"
+    );
+    assert!(fields[7].contains("cs1=T1110"), "{cef}");
+
+    let ocsf_lines = wait_for("the OCSF message", Duration::from_secs(10), || {
+        let lines = octet_counted(&std::fs::read(&ocsf_received).unwrap());
+        (!lines.is_empty()).then_some(lines)
+    });
+    let json_text = ocsf_lines[0].split(" - OCSF - ").nth(1).unwrap();
+    let finding: Value = serde_json::from_str(json_text).unwrap();
+    assert_eq!(finding["class_uid"], 2004, "{finding}");
+    assert_eq!(finding["finding_info"]["uid"], alert["id"], "{finding}");
+    assert_eq!(finding["device"]["uid"], device, "{finding}");
+
+    // Each forward is audited with the alert that caused it.
+    let entries = audit_entries(&est);
+    let forwards = entries
+        .iter()
+        .filter(|e| e["action"] == "response.forward")
+        .count();
+    assert!(forwards >= 3, "{forwards} response.forward entries");
 }
