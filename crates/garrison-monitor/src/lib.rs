@@ -7,8 +7,9 @@
 //! [playbooks](playbook) that match it, whose actions the [`ResponseService`] carries out
 //! through a [`Responder`](respond::Responder), records and audits — with approval gates,
 //! dry runs, expiry and undo. Threat intelligence ([`intel`]) enriches every event;
-//! [`feeds`] imports sources at run time and hunts for them in stored events. Beside the
-//! rules, [behaviour baselines](baseline) judge each device's traffic against its own history
+//! [`feeds`] imports sources at run time and hunts for them in stored events; open alerts
+//! group into [incidents](incident), one per device. Beside the rules,
+//! [behaviour baselines](baseline) judge each device's traffic against its own history
 //! and its peers' and raise explained anomalies.
 //!
 //! Architecture invariant: no HTTP routes or MQTT here; observations arrive from the intake
@@ -19,6 +20,7 @@ pub mod baseline;
 mod error;
 pub mod event;
 pub mod feeds;
+pub mod incident;
 pub mod intel;
 pub mod playbook;
 pub mod respond;

@@ -23,6 +23,16 @@ const ALERT_COLUMNS: &[&str] = &[
     "techniques",
     "last_seen",
 ];
+const INCIDENT_COLUMNS: &[&str] = &[
+    "severity",
+    "device",
+    "rule",
+    "alerts",
+    "occurrences",
+    "techniques",
+    "titles",
+    "last_seen",
+];
 const RESPONSE_COLUMNS: &[&str] = &[
     "id",
     "action",
@@ -63,6 +73,14 @@ impl AlertStatusArg {
 
 #[derive(Debug, Subcommand)]
 pub enum AlertCommand {
+    /// Open alerts grouped into incidents, one per device, the worst first.
+    Incidents {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Only incidents with an alert at least this severe.
+        #[arg(long)]
+        severity: Option<String>,
+    },
     /// List alerts, newest first (open ones unless --all or --status).
     List {
         #[command(flatten)]
@@ -201,6 +219,17 @@ pub enum PlaybookCommand {
 /// `alert …`
 pub async fn alert(command: AlertCommand) -> anyhow::Result<ExitCode> {
     let (change, status) = match command {
+        AlertCommand::Incidents { remote, severity } => {
+            let r = Remote::from_args(&remote)?;
+            let path = match severity {
+                Some(s) => format!("/api/v1/incidents?severity={}", encode(&s)),
+                None => "/api/v1/incidents".to_owned(),
+            };
+            let list = r.get(&path).await?;
+            let items = list.as_array().cloned().unwrap_or_default();
+            output::print_list(r.output, &items, INCIDENT_COLUMNS);
+            return Ok(ExitCode::SUCCESS);
+        }
         AlertCommand::List {
             remote,
             all,

@@ -173,6 +173,27 @@ fn mirai_is_alerted_quarantined_enforced_and_audited_in_order() {
             "{expected} missing from {titles:?}"
         );
     }
+    // Grouped, the infected device is one incident, the worst first, its techniques together.
+    let (status, incidents) = est.api("GET", "/api/v1/incidents", None);
+    assert_eq!(status, 200, "{incidents}");
+    let first = &incidents[0];
+    assert_eq!(first["device"], victim, "{incidents}");
+    assert_eq!(first["severity"], "critical", "{first}");
+    assert!(first["alerts"].as_u64().unwrap() >= 3, "{first}");
+    assert!(
+        first["techniques"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("T1105")),
+        "{first}"
+    );
+    assert!(
+        first["alert_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&chain["id"]),
+        "{first}"
+    );
     // Nothing fires on the devices that behave.
     for quiet in ["sim-cam-0001", "sim-cam-0002"] {
         let (status, device) = est.api("GET", &format!("/api/v1/devices/{quiet}"), None);
@@ -1299,4 +1320,126 @@ playbooks:
         .filter(|e| e["action"] == "response.forward")
         .count();
     assert!(forwards >= 3, "{forwards} response.forward entries");
+}
+
+#[test]
+fn rsyslog_relays_a_gateways_logs_into_the_syslog_intake_without_loss() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let tcp = free_port();
+    let config = home.join("garrison.toml");
+    std::fs::write(
+        &config,
+        format!("[monitor]\nrules = [{:?}]\n\n[syslog]\ntcp = \"127.0.0.1:{tcp}\"\n", {
+            let rule = home.join("sshd.yml");
+            std::fs::write(
+                &rule,
+                "title: SSH password guessing\nid: 9f1d2c4e-1b7a-4c35-8f55-2a1f3e4d5c6b\nstatus: test\n\
+                 logsource:\n    product: linux\n    service: sshd\n\
+                 detection:\n    selection:\n        message|contains: 'Failed password for'\n    condition: selection\n\
+                 level: medium\n",
+            )
+            .unwrap();
+            rule
+        }),
+    )
+    .unwrap();
+    let server = start_with(home, &["--config", config.to_str().unwrap()], &[]);
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+
+    // A gateway's rsyslogd: local programs log to its socket, it relays everything to Garrison
+    // over TCP with RFC 6587 octet counting, in RFC 5424, queueing while the link is down.
+    let socket = home.join("log.sock");
+    let rsyslog_conf = home.join("rsyslog.conf");
+    std::fs::write(
+        &rsyslog_conf,
+        format!(
+            r#"global(workDirectory="{dir}")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{socket}" CreatePath="on")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+       TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format"
+       queue.type="LinkedList" action.resumeRetryCount="-1")
+"#,
+            dir = home.display(),
+            socket = socket.display(),
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        Command::new("rsyslogd")
+            .args(["-N1", "-f"])
+            .arg(&rsyslog_conf),
+        None,
+    );
+    assert!(ok, "rsyslogd -N1: {out}{err}");
+    let _rsyslogd = Guard(
+        Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&rsyslog_conf)
+            .arg("-i")
+            .arg(home.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(home.join("rsyslogd.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("rsyslogd's socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+    // 500 lines through the relay: 3 password failures among ordinary messages.
+    let lines: Vec<String> = (0..500)
+        .map(|i| match i {
+            100 | 250 | 400 => {
+                format!("Failed password for root from 203.0.113.{i} port 4242 ssh2")
+            }
+            _ => format!(
+                "Accepted publickey for deploy from 10.0.0.{} port 22 ssh2 #{i}",
+                i % 250
+            ),
+        })
+        .collect();
+    let file = home.join("lines.txt");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (ok, out, err) = run(
+        Command::new("logger")
+            .arg("-u")
+            .arg(&socket)
+            .args(["-t", "sshd", "-p", "authpriv.info", "-f"])
+            .arg(&file),
+        None,
+    );
+    assert!(ok, "logger: {out}{err}");
+
+    wait_for("all 500 relayed messages", Duration::from_secs(30), || {
+        (metric(&est, "garrison_syslog_messages_total{transport=\"tcp\"}") >= 500.0).then_some(())
+    });
+    assert_eq!(
+        metric(&est, "garrison_syslog_messages_total{transport=\"tcp\"}"),
+        500.0,
+        "each line once"
+    );
+    let alert = wait_for("the sshd alert", Duration::from_secs(20), || {
+        let (_, page) = est.api("GET", "/api/v1/alerts?limit=50", None);
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["title"] == "SSH password guessing" && a["occurrences"].as_i64() == Some(3))
+            .cloned()
+    });
+    let event = &alert["evidence"]["event"];
+    assert_eq!(event["service"], "sshd", "{event}");
+    assert_eq!(event["syslog"]["appname"], "sshd", "{event}");
+    assert_eq!(event["syslog"]["facility"], "authpriv", "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("Failed password for root from 203.0.113.400"),
+        "the last failure is the evidence: {event}"
+    );
 }

@@ -73,6 +73,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(monitor::alerts))
         .routes(routes!(monitor::alert, monitor::update_alert))
+        .routes(routes!(monitor::incidents))
         .routes(routes!(monitor::responses))
         .routes(routes!(monitor::approve))
         .routes(routes!(monitor::reject))

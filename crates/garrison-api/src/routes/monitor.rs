@@ -20,7 +20,8 @@ use crate::{
     views::{
         PageOf,
         monitor::{
-            AlertDetailView, AlertNoteView, AlertUpdateBody, AlertView, PlaybookView, ResponseView,
+            AlertDetailView, AlertNoteView, AlertUpdateBody, AlertView, IncidentView, PlaybookView,
+            ResponseView,
         },
     },
 };
@@ -243,6 +244,56 @@ pub(crate) async fn responses(
         )
         .await?;
     Ok(Json(PageOf::from_page(page, ResponseView::from)))
+}
+
+/// Most open alerts grouped into incidents in one answer.
+const MAX_GROUPED: usize = 10_000;
+
+/// Open alerts grouped into incidents: one per device (alerts naming no device, one per
+/// rule), the worst first — severity, then the most recent.
+#[utoipa::path(
+    get, path = "/api/v1/incidents", tag = "monitoring",
+    params(("severity" = Option<String>, Query, description = "Only incidents with an alert at least this severe")),
+    security(("bearer" = ["devices:read"])),
+    responses((status = 200, description = "The incidents", body = [IncidentView]),
+              (status = 400, description = "A bad filter", body = ErrorBody))
+)]
+pub(crate) async fn incidents(
+    State(state): State<ApiState>,
+    caller: Caller,
+    StrictQuery(q): StrictQuery<IncidentQuery>,
+) -> ApiResult<Json<Vec<IncidentView>>> {
+    caller.require(Permission::DevicesRead)?;
+    let filter = AlertFilter {
+        open: true,
+        min_severity: optional_severity(q.severity.as_deref())?,
+        ..AlertFilter::default()
+    };
+    let mut alerts = Vec::new();
+    let mut page = garrison_store::PageRequest::first(500);
+    loop {
+        let found = state
+            .store()
+            .alerts_list(&caller.tenant, &filter, &page)
+            .await?;
+        alerts.extend(found.items);
+        match found.next {
+            Some(next) if alerts.len() < MAX_GROUPED => page.after = Some(next),
+            _ => break,
+        }
+    }
+    Ok(Json(
+        garrison_monitor::incident::group(&alerts)
+            .into_iter()
+            .map(IncidentView::from)
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IncidentQuery {
+    severity: Option<String>,
 }
 
 fn monitor_error(e: MonitorError) -> ApiError {

@@ -203,3 +203,45 @@ impl From<&Playbook> for PlaybookView {
         }
     }
 }
+
+/// Open alerts about one device (or, naming no device, of one rule).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IncidentView {
+    /// The device.
+    pub device: Option<String>,
+    /// The rule, for alerts that name no device.
+    pub rule: Option<String>,
+    /// The worst alert's severity.
+    pub severity: String,
+    /// How many open alerts.
+    pub alerts: usize,
+    /// Their occurrences, summed.
+    pub occurrences: i64,
+    /// Every ATT&CK technique they carry.
+    pub techniques: Vec<String>,
+    /// Their titles.
+    pub titles: Vec<String>,
+    /// The earliest first occurrence (RFC 3339).
+    pub first_seen: String,
+    /// The latest occurrence (RFC 3339).
+    pub last_seen: String,
+    /// The alerts, most recent first (`GET /api/v1/alerts/{id}`).
+    pub alert_ids: Vec<String>,
+}
+
+impl From<garrison_monitor::incident::Incident> for IncidentView {
+    fn from(i: garrison_monitor::incident::Incident) -> Self {
+        IncidentView {
+            device: i.device.map(|d| d.to_string()),
+            rule: i.rule,
+            severity: i.severity.as_str().to_owned(),
+            alerts: i.alerts,
+            occurrences: i.occurrences,
+            techniques: i.techniques,
+            titles: i.titles,
+            first_seen: format_ms(i.first_seen),
+            last_seen: format_ms(i.last_seen),
+            alert_ids: i.alert_ids,
+        }
+    }
+}
