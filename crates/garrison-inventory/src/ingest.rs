@@ -444,6 +444,8 @@ impl Ingestor {
         if !events.is_empty() {
             self.write_durably("device events", Rows::Events(&events))
                 .await;
+            metrics::counter!("garrison_inventory_events_written_total")
+                .increment(events.len() as u64);
         }
         self.pass_on().await;
         outcome

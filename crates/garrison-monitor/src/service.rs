@@ -239,7 +239,19 @@ impl Monitor {
             }
         }
         let (events, observations): (Vec<_>, Vec<_>) = events.into_iter().unzip();
-        self.detect(events, Some(&observations)).await
+        let outcome = self.detect(events, Some(&observations)).await;
+        // How far behind the broker detection runs: from a message's arrival to its verdict
+        // (alerts recorded, playbooks started).
+        let done = garrison_core::now_ms();
+        for observation in &batch {
+            if let Observation::Events { received_at, .. }
+            | Observation::Telemetry { received_at, .. } = observation
+            {
+                metrics::histogram!("garrison_monitor_lag_seconds")
+                    .record((done - received_at).max(0) as f64 / 1000.0);
+            }
+        }
+        outcome
     }
 
     /// Enriches and detects over normalised events (with the observations they came from,

@@ -792,23 +792,12 @@ fn telnet_failures(now: i64, n: i64) -> Vec<Value> {
 fn intake(est: &Est<'_>, token: &str, body: &str) -> (u16, Value) {
     let file = est.dir.join("batch.json");
     std::fs::write(&file, body).unwrap();
-    let (_, out, err) = run(
-        Command::new("curl")
-            .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
-            .arg(est.ca)
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {token}"))
-            .args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(format!("@{}", file.display()))
-            .arg(format!("{}/api/v1/intake/messages", est.url)),
-        None,
-    );
-    let (body, code) = out
-        .rsplit_once('\n')
-        .unwrap_or_else(|| panic!("{out}{err}"));
-    (
-        code.trim().parse().unwrap(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
+    est.send_file(
+        "POST",
+        "/api/v1/intake/messages",
+        token,
+        "application/json",
+        &file,
     )
 }
 
@@ -949,26 +938,13 @@ fn an_imported_stix_feed_is_in_force_at_once_and_hunted_for_in_stored_events() {
     ]});
     let file = home.join("cert.json");
     std::fs::write(&file, bundle.to_string()).unwrap();
-    let put = |token: &str, name: &str, content_type: &str, file: &Path| -> (u16, Value) {
-        let (_, out, err) = run(
-            Command::new("curl")
-                .args(["-sS", "-w", "\n%{http_code}", "-X", "PUT", "--cacert"])
-                .arg(&ca)
-                .arg("-H")
-                .arg(format!("Authorization: Bearer {token}"))
-                .arg("-H")
-                .arg(format!("Content-Type: {content_type}"))
-                .arg("--data-binary")
-                .arg(format!("@{}", file.display()))
-                .arg(format!("{}/api/v1/intel/sources/{name}", est.url)),
-            None,
-        );
-        let (body, code) = out
-            .rsplit_once('\n')
-            .unwrap_or_else(|| panic!("{out}{err}"));
-        (
-            code.trim().parse().unwrap(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
+    let put = |token: &str, name: &str, content_type: &str, file: &Path| {
+        est.send_file(
+            "PUT",
+            &format!("/api/v1/intel/sources/{name}"),
+            token,
+            content_type,
+            file,
         )
     };
     let (status, imported) = put(&est.token, "cert-feed", "application/json", &file);

@@ -187,6 +187,38 @@ impl Est<'_> {
         (code, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Sends the file `body` with curl as `content_type`, authorised by `token`; returns
+    /// (status, JSON).
+    pub fn send_file(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &Path,
+    ) -> (u16, Value) {
+        let (_, out, err) = run(
+            Command::new("curl")
+                .args(["-sS", "-w", "\n%{http_code}", "-X", method, "--cacert"])
+                .arg(self.ca)
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg("-H")
+                .arg(format!("Content-Type: {content_type}"))
+                .arg("--data-binary")
+                .arg(format!("@{}", body.display()))
+                .arg(format!("{}{path}", self.url)),
+            None,
+        );
+        let (text, code) = out
+            .rsplit_once('\n')
+            .unwrap_or_else(|| panic!("{out}{err}"));
+        (
+            code.trim().parse().unwrap(),
+            serde_json::from_str(text).unwrap_or(Value::Null),
+        )
+    }
+
     /// A fresh P-256 key and a base64 DER CSR for `cn`, made by `openssl req`.
     pub fn csr(&self, name: &str, cn: &str) -> std::path::PathBuf {
         let key = self.dir.join(format!("{name}.key"));
