@@ -61,6 +61,8 @@ token=$(curl -sf --cacert "$ca" -H 'content-type: application/json' \
 api() { curl -sSf --cacert "$ca" -X "$1" -H "Authorization: Bearer $token" ${3:+-H 'content-type: application/json' -d "$3"} "$url$2"; }
 metric() { api GET /metrics | awk -v m="$1" 'index($0, m) == 1 {s += $2} END {print s + 0}'; }
 quantile() { api GET /metrics | awk -v m="garrison_monitor_lag_seconds{quantile=\"$1\"}" 'index($0, m) == 1 {print $2}' | head -1; }
+# A summary's quantile in ms: metric name, labels before quantile (with a trailing comma), q.
+stage_ms() { api GET /metrics | awk -v m="$1{$2quantile=\"$3\"}" 'index($0, m) == 1 {printf "%.1f", $2 * 1000}' | head -1; }
 
 boot=$(api POST /api/v1/enrollment/tokens "{\"device_pattern\":\"bench-*\",\"max_uses\":$PUBLISHERS}" | jq -r .token)
 LOADGEN_EST_TOKEN=$boot "$LG" est --url "$url" --ca "$ca" --count "$PUBLISHERS" --concurrency 2 \
@@ -91,8 +93,9 @@ run() { # events/s (0: flat out)
   out=$("$LG" pubsub --host 127.0.0.1 --port "${mqtt##*:}" --ca "$ca" --certs "$work/certs" \
     --publishers "$PUBLISHERS" --qos 1 --duration "$SECONDS_PER_RUN" --rate "$msgs" \
     --payload-file "$work/events.json" --topic 'garrison/v1/d/{id}/events' --json)
-  local p50 p99
+  local p50 p99 stages
   p50=$(quantile 0.5); p99=$(quantile 0.99)
+  stages="events write p99/max $(stage_ms garrison_inventory_write_seconds 'what="events",' 0.99)/$(stage_ms garrison_inventory_write_seconds 'what="events",' 1) ms, alert write p99/max $(stage_ms garrison_monitor_alert_write_seconds '' 0.99)/$(stage_ms garrison_monitor_alert_write_seconds '' 1) ms"
   cpu=$(( $(cpu_ticks) - cpu0 ))
   acked=$(($(jq .acked <<<"$out") * BATCH))
   # Let the intake and the monitor finish what was acknowledged (they may run behind).
@@ -108,6 +111,7 @@ run() { # events/s (0: flat out)
     "$(echo "$written / $SECONDS_PER_RUN" | bc -l)" "$(echo "$detected / $SECONDS_PER_RUN" | bc -l)" \
     "$(echo "$p50 * 1000" | bc -l | cut -c1-6)" "$(echo "$p99 * 1000" | bc -l | cut -c1-6)" \
     "$((acked - written))" "$(echo "$cpu / $(getconf CLK_TCK) / $SECONDS_PER_RUN" | bc -l)" | tee -a "$results" >&2
+  log "  $stages"
 }
 printf 'target events/s\tacked/s\tstored/s\tdetected/s\tlag p50 ms\tlag p99 ms\tmissing\tserver cores\n' >&2
 for r in "${RATES[@]}"; do run "$r"; done

@@ -640,7 +640,11 @@ impl Ingestor {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match items.write(self.store.as_ref()).await {
+            let started = std::time::Instant::now();
+            let result = items.write(self.store.as_ref()).await;
+            metrics::histogram!("garrison_inventory_write_seconds", "what" => items.kind())
+                .record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(()) => return,
                 Err(e) if e.is_transient() => {
                     if attempt == 1 || attempt.is_multiple_of(20) {
@@ -821,6 +825,16 @@ enum Rows<'a> {
 }
 
 impl Rows<'_> {
+    /// What they are, for metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Rows::Inventory(_) => "inventory",
+            Rows::Events(_) => "events",
+            Rows::Presence(_) => "presence",
+            Rows::Sightings(_) => "sightings",
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Rows::Inventory(r) => r.len(),

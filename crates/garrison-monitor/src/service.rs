@@ -439,7 +439,11 @@ impl Monitor {
             return;
         }
         let raised = loop {
-            match self.store.alerts_raise(&alerts).await {
+            let started = std::time::Instant::now();
+            let result = self.store.alerts_raise(&alerts).await;
+            metrics::histogram!("garrison_monitor_alert_write_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(raised) => break raised,
                 // Detections are not acknowledged to anyone, but losing one loses an alert:
                 // hold the pipeline (and through it the intake) until the store is back.
