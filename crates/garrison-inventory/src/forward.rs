@@ -86,8 +86,8 @@ pub struct IntakeClosed {
 pub struct ForwardOutcome {
     /// Messages accepted into the intake.
     pub accepted: usize,
-    /// Refused messages: their position in the batch and why.
-    pub refused: Vec<(usize, ForwardRefusal)>,
+    /// Refused messages: their position in the batch, the device they named, and why.
+    pub refused: Vec<(usize, String, ForwardRefusal)>,
 }
 
 /// Hands forwarded messages to the intake.
@@ -145,7 +145,7 @@ impl Forwarder {
                 Err(refusal) => {
                     metrics::counter!("garrison_intake_forwarded_refused_total", "reason" => refusal.reason())
                         .increment(1);
-                    outcome.refused.push((position, refusal));
+                    outcome.refused.push((position, message.device, refusal));
                 }
             }
         }
@@ -173,8 +173,8 @@ impl Forwarder {
         let channel = Channel::parse(&message.channel)
             .filter(|c| *c != Channel::Birth)
             .ok_or_else(|| ForwardRefusal::UnknownChannel(message.channel.clone()))?;
-        let quarantined = match self.index.get(&device) {
-            Some(record) => record.quarantined,
+        let quarantined = match self.index.quarantined(&device) {
+            Some(quarantined) => quarantined,
             // Enrolled since the index was loaded, perhaps: devices behind a gateway may never
             // connect to the broker, whose intake would otherwise have looked them up.
             None => match self.store.device_get(self.index.tenant(), &device).await {
@@ -262,7 +262,7 @@ mod tests {
         let reasons: Vec<(usize, &str)> = outcome
             .refused
             .iter()
-            .map(|(i, r)| (*i, r.reason()))
+            .map(|(i, _, r)| (*i, r.reason()))
             .collect();
         assert_eq!(
             reasons,

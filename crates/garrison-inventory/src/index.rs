@@ -665,6 +665,12 @@ impl FleetIndex {
         self.read().devices.contains_key(device)
     }
 
+    /// Whether a known device is quarantined (`None`: the index does not know it). Cheaper
+    /// than [`FleetIndex::get`], which copies the whole record.
+    pub fn quarantined(&self, device: &DeviceId) -> Option<bool> {
+        self.read().devices.get(device).map(|r| r.quarantined)
+    }
+
     /// A device's record.
     pub fn get(&self, device: &DeviceId) -> Option<DeviceRecord> {
         self.read().devices.get(device).cloned()

@@ -132,7 +132,7 @@ impl IntelService {
             .store
             .intel_sources(&service.inner.tenant, true)
             .await?;
-        let intel = service.build(&sources, None)?;
+        let intel = service.build(&sources);
         tracing::info!(
             sources = sources.len(),
             indicators = intel.len(),
@@ -189,12 +189,13 @@ impl IntelService {
             )));
         }
         let _changing = self.inner.changing.lock().await;
-        let mut sources = self
+        let mut others = self
             .inner
             .store
             .intel_sources(&self.inner.tenant, true)
             .await?;
-        let replaced = sources.iter().any(|s| s.name == name);
+        let replaced = others.iter().any(|s| s.name == name);
+        others.retain(|s| s.name != name);
         let source = IntelSource {
             tenant: self.inner.tenant.clone(),
             name: name.to_owned(),
@@ -205,9 +206,10 @@ impl IntelService {
             imported_at: now,
             imported_by,
         };
-        sources.retain(|s| s.name != name);
-        sources.push(source.clone());
-        let intel = self.build(&sources, Some(name))?;
+        // The new source was read once, above; the others are read again from the store so a
+        // replaced source's old indicators go.
+        let mut intel = self.build(&others);
+        intel.merge(&own);
         self.inner.store.intel_source_put(&source, audit).await?;
         self.inner.shared.replace(intel);
         metrics::counter!("garrison_intel_imports_total").increment(1);
@@ -251,19 +253,14 @@ impl IntelService {
             .store
             .intel_sources(&self.inner.tenant, true)
             .await?;
-        let intel = self.build(&sources, None)?;
+        let intel = self.build(&sources);
         self.inner.shared.replace(intel);
         Ok(())
     }
 
-    /// The configured indicators plus `sources`'. A stored source that fails to load is
-    /// skipped with a warning, except `strict` (the one being imported), whose error is
-    /// returned.
-    fn build(
-        &self,
-        sources: &[IntelSource],
-        strict: Option<&str>,
-    ) -> Result<ThreatIntel, MonitorError> {
+    /// The configured indicators plus `sources`'. A stored source that no longer loads is
+    /// left out with a warning.
+    fn build(&self, sources: &[IntelSource]) -> ThreatIntel {
         let mut intel = self.inner.base.clone();
         let now = garrison_core::now_ms();
         for source in sources {
@@ -275,13 +272,10 @@ impl IntelService {
                 self.inner.confidence,
                 now,
             ) {
-                if strict == Some(source.name.as_str()) {
-                    return Err(e);
-                }
                 tracing::warn!(source = %source.name, error = %e, "A stored threat-intelligence source no longer loads; import it again");
             }
         }
-        Ok(intel)
+        intel
     }
 }
 

@@ -154,6 +154,18 @@ impl ThreatIntel {
         self.len() == 0
     }
 
+    /// Adds every indicator of `other` (a source loaded on its own).
+    pub fn merge(&mut self, other: &ThreatIntel) {
+        self.ips
+            .extend(other.ips.iter().map(|(k, v)| (*k, v.clone())));
+        self.domains
+            .extend(other.domains.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.hashes
+            .extend(other.hashes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.networks.extend(other.networks.iter().cloned());
+        self.networks.sort_by_key(|n| std::cmp::Reverse(n.1));
+    }
+
     /// Adds a file's indicators: a STIX 2.1 bundle or MISP JSON when `name` ends in `.json`,
     /// CSV when it ends in `.csv`, else a plain list. `confidence` applies where the file gives
     /// none; `now` decides what has already expired.

@@ -1119,11 +1119,7 @@ fn siem_receiver(dir: &Path, name: &str) -> (u16, Guard, std::path::PathBuf, std
         "-extfile",
         &path(&ext),
     ]);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let received = file(".received");
     let child = Command::new("openssl")
         .args(["s_server", "-quiet", "-accept"])
@@ -1170,11 +1166,7 @@ fn alerts_are_forwarded_to_a_siem_as_cef_and_ocsf_over_syslog_tls() {
     let home = home.path();
     let (cef_port, _cef, cef_received, siem_ca) = siem_receiver(home, "cef");
     let (ocsf_port, _ocsf, ocsf_received, ocsf_ca) = siem_receiver(home, "ocsf");
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = free_port();
     let playbooks = home.join("playbooks.yml");
     std::fs::write(
         &playbooks,

@@ -27,9 +27,10 @@ pub(crate) struct IntakeMessage {
     /// The contract channel: `events`, `telemetry`, `inventory`, `cmd/result` or
     /// `update/status`.
     channel: String,
-    /// The contract payload (`{"schema": 1, …}`), see the device contract.
+    /// The contract payload (`{"schema": 1, …}`), see the device contract. Kept as sent, so
+    /// the contract decoder reads it once.
     #[schema(value_type = Object)]
-    payload: serde_json::Value,
+    payload: Box<serde_json::value::RawValue>,
 }
 
 /// What became of a batch.
@@ -90,16 +91,15 @@ pub(crate) async fn messages(
         ));
     }
     let forwarder = state.forwarder()?;
-    let mut forwarded = Vec::with_capacity(batch.messages.len());
-    for m in batch.messages {
-        let payload = serde_json::to_vec(&m.payload).map_err(ApiError::internal)?;
-        forwarded.push(ForwardedMessage {
+    let forwarded = batch
+        .messages
+        .into_iter()
+        .map(|m| ForwardedMessage {
             device: m.device,
             channel: m.channel,
-            payload: Bytes::from(payload),
-        });
-    }
-    let devices: Vec<String> = forwarded.iter().map(|m| m.device.clone()).collect();
+            payload: Bytes::from(String::from(Box::<str>::from(m.payload))),
+        })
+        .collect();
     let outcome = forwarder
         .submit(forwarded, garrison_core::now_ms())
         .await
@@ -109,9 +109,9 @@ pub(crate) async fn messages(
         refused: outcome
             .refused
             .into_iter()
-            .map(|(index, refusal)| IntakeRefusal {
+            .map(|(index, device, refusal)| IntakeRefusal {
                 index,
-                device: devices.get(index).cloned().unwrap_or_default(),
+                device,
                 reason: refusal.reason(),
                 message: refusal.to_string(),
             })
