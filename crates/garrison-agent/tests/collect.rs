@@ -1025,3 +1025,64 @@ fn the_host_root_reads_and_is_accepted() {
     let mut follower = AuthLogFollower::new("/");
     let _ = follower.poll();
 }
+
+#[test]
+fn rpm_sqlite_database_is_read_without_the_rpm_tool() {
+    let dir = fixture("rocky-server", &[]);
+    let inv = Collector::new(dir.path()).inventory(AT);
+    assert_eq!(inv.os.name.as_deref(), Some("Rocky Linux"));
+    let purls: Vec<(String, Option<String>, Option<String>)> = inv
+        .software
+        .as_ref()
+        .expect("the RPM database is readable")
+        .components
+        .iter()
+        .map(|c| (c.name.clone(), c.version.clone(), c.purl.clone()))
+        .collect();
+    let want = |name: &str, version: &str, purl: &str| {
+        (
+            name.to_owned(),
+            Some(version.to_owned()),
+            Some(purl.to_owned()),
+        )
+    };
+    assert_eq!(
+        purls,
+        vec![
+            want(
+                "bash",
+                "5.2.15-3.el9",
+                "pkg:rpm/rocky/bash@5.2.15-3.el9?arch=x86_64"
+            ),
+            want(
+                "openssh-server",
+                "8.7p1-38.el9",
+                "pkg:rpm/rocky/openssh-server@8.7p1-38.el9?arch=x86_64"
+            ),
+            want(
+                "openssl-libs",
+                "3.0.7-27.el9",
+                "pkg:rpm/rocky/openssl-libs@3.0.7-27.el9?arch=x86_64"
+            ),
+            want(
+                "shadow-utils",
+                "2:4.9-8.el9",
+                "pkg:rpm/rocky/shadow-utils@4.9-8.el9?arch=x86_64&epoch=2"
+            ),
+            want(
+                "tzdata",
+                "2024a-1.el9",
+                "pkg:rpm/rocky/tzdata@2024a-1.el9?arch=noarch"
+            ),
+        ]
+    );
+    assert_accepted(&inv);
+
+    // A database that is there but unreadable makes the SBOM unknown, not empty.
+    fs::write(
+        dir.path().join("var/lib/rpm/rpmdb.sqlite"),
+        b"not a database",
+    )
+    .unwrap();
+    assert_eq!(Collector::new(dir.path()).inventory(AT).software, None);
+}

@@ -182,6 +182,16 @@ pub enum IdentityError {
     /// The system random generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// A token asked for certificates that outlive the server's device validity.
+    #[error(
+        "a token may only shorten certificates: {requested} is longer than the device validity of {maximum} (pki.device_validity)"
+    )]
+    ValidityTooLong {
+        /// What was asked, human-readable.
+        requested: String,
+        /// The configured device validity, human-readable.
+        maximum: String,
+    },
 }
 
 /// Who asks for an operator action, for the audit log.
@@ -342,9 +352,13 @@ impl IdentityService {
         let csr = DeviceCsr::parse(&request.csr)?;
         let tenant = self.inner.settings.tenant.clone();
         let device = csr.device_id.clone();
+        let mut validity = self.inner.settings.device_validity;
         let (grant, actor) = match request.credential {
             Credential::BootstrapToken(text) => {
                 let token = self.check_bootstrap_token(&text, &device).await?;
+                if let Some(ms) = token.certificate_validity_ms {
+                    validity = validity.min(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+                }
                 (
                     EnrollmentGrant::Token { id: token.id },
                     Actor::device(device.as_str()),
@@ -360,10 +374,7 @@ impl IdentityService {
                 }
             },
         };
-        let issued = self
-            .inner
-            .ca
-            .issue_device(&csr, to_time(self.inner.settings.device_validity))?;
+        let issued = self.inner.ca.issue_device(&csr, to_time(validity))?;
         let audit = AuditRecord::new(
             &tenant,
             actor,
@@ -730,8 +741,18 @@ impl IdentityService {
         device_pattern: &str,
         max_uses: i64,
         ttl: Duration,
+        certificate_validity: Option<Duration>,
         by: &Requester,
     ) -> Result<(BootstrapToken, BootstrapSecret), IdentityError> {
+        let maximum = self.inner.settings.device_validity;
+        if let Some(requested) = certificate_validity
+            && requested > maximum
+        {
+            return Err(IdentityError::ValidityTooLong {
+                requested: humantime::format_duration(requested).to_string(),
+                maximum: humantime::format_duration(maximum).to_string(),
+            });
+        }
         let secret = BootstrapSecret::generate().ok_or(IdentityError::Random)?;
         let expires_at =
             now_ms().saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
@@ -754,6 +775,8 @@ impl IdentityService {
                     max_uses,
                     expires_at,
                     created_by: by.username.clone(),
+                    certificate_validity_ms: certificate_validity
+                        .map(|v| i64::try_from(v.as_millis()).unwrap_or(i64::MAX)),
                 },
                 audit,
             )

@@ -50,6 +50,7 @@ async fn replicas_follow_each_others_revocations_and_quarantine() {
                 max_uses: 5,
                 expires_at: far,
                 created_by: Username::new("alice").unwrap(),
+                certificate_validity_ms: None,
             },
             rec("bootstrap_token.create"),
         )

@@ -95,6 +95,7 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
                 max_uses: i64::try_from(args.devices).unwrap_or(i64::MAX),
                 expires_at: now_ms() + 3_600_000,
                 created_by: Username::new("seed-fleet")?,
+                certificate_validity_ms: None,
             },
             record(&tenant, "bootstrap_token.create", &token),
         )

@@ -437,6 +437,10 @@ pub struct CertificateKey {
     pub algorithm: String,
     /// Key size in bits (Ed25519: 256).
     pub bits: u32,
+    /// SHA-256 of the SubjectPublicKeyInfo, lowercase hex: equal for every certificate of one
+    /// key pair, whatever its subject (`openssl x509 -pubkey -noout | openssl pkey -pubin
+    /// -outform der | sha256sum` prints the same).
+    pub fingerprint: String,
 }
 
 /// Reads the public key type and size of a PEM (or DER) certificate.
@@ -462,6 +466,10 @@ pub fn certificate_key(pem_or_der: &[u8]) -> Option<CertificateKey> {
     Some(CertificateKey {
         algorithm,
         bits: u32::try_from(bits).unwrap_or(0),
+        fingerprint: hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            spki.raw,
+        )),
     })
 }
 
@@ -505,7 +513,11 @@ mod tests {
             certificate_key(issued.pem.as_bytes()),
             Some(CertificateKey {
                 algorithm: "ecdsa".into(),
-                bits: 256
+                bits: 256,
+                fingerprint: hex::encode(aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA256,
+                    &key.subject_public_key_info()
+                )),
             })
         );
         assert_eq!(

@@ -112,10 +112,10 @@ checks! {
         "Rotate the device's key to ECDSA P-256 or Ed25519.",
         ["5.5-1", "5.4-4"], ["I7"];
     CERTIFICATE_SHARED = "certificate-shared",
-        "One device certificate is in use from several places",
+        "A device key is shared with other devices, or its certificate is in use from several places",
         High, Fleet,
-        "A certificate connecting from several addresses and taking sessions from itself has been copied to another machine: whoever holds the copy is the device.",
-        "Revoke the certificate (reason key-compromise), re-enroll the real device, and find the copy.",
+        "Devices whose certificates share one key pair (a key baked into a factory image) can each pass for the others, and a certificate connecting from several addresses and taking sessions from itself has been copied to another machine: whoever holds the key is the device.",
+        "Revoke the certificates (reason key-compromise), have each device generate its own key and re-enroll, and find where the copies came from.",
         ["5.4-2", "5.4-4"], ["I1", "I8"];
     REVOKED_CERTIFICATE_CONNECTED = "revoked-certificate-connected",
         "A revoked certificate still has a live connection",

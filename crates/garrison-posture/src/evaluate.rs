@@ -306,9 +306,21 @@ pub fn credentials(device: &DeviceId, inv: &Inventory) -> Vec<Credential> {
         .collect()
 }
 
+/// A device's current certificate key, for the shared-key half of `certificate-shared`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyUse {
+    /// The device.
+    pub device: DeviceId,
+    /// Its current certificate's serial.
+    pub serial: String,
+    /// [`CertificateKey::fingerprint`].
+    pub fingerprint: String,
+}
+
 /// The fleet-scope checks.
 pub fn evaluate_fleet(
     credentials: &[Credential],
+    keys: &[KeyUse],
     connections: &[ConnectionFacts],
     policy: &Policy,
 ) -> Vec<Observation> {
@@ -350,6 +362,57 @@ pub fn evaluate_fleet(
         ));
     }
 
+    // Shared certificates, two ways: one key pair behind several devices' certificates (a
+    // factory image with a baked-in key), and one certificate connecting from several
+    // addresses and taking over its own sessions (copied to another machine). One finding
+    // per device, with whichever evidence applies.
+    let mut copies: BTreeMap<&DeviceId, serde_json::Map<String, serde_json::Value>> =
+        BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<&KeyUse>> = BTreeMap::new();
+    for k in keys {
+        by_key.entry(k.fingerprint.as_str()).or_default().push(k);
+    }
+    for (fingerprint, users) in &by_key {
+        let devices: BTreeSet<&DeviceId> = users.iter().map(|k| &k.device).collect();
+        if devices.len() < 2 {
+            continue;
+        }
+        for k in users {
+            let others: Vec<&str> = devices
+                .iter()
+                .filter(|d| **d != &k.device)
+                .take(20)
+                .map(|d| d.as_str())
+                .collect();
+            let evidence = copies.entry(&k.device).or_default();
+            evidence.insert("serial".into(), json!(k.serial));
+            evidence.insert(
+                "key".into(),
+                json!({ "fingerprint": fingerprint, "shared_with": others, "devices_sharing": devices.len() }),
+            );
+        }
+    }
+    for c in connections {
+        if c.takeovers >= 1 && c.addresses.len() >= 2 {
+            let evidence = copies.entry(&c.device).or_default();
+            evidence
+                .entry("serial")
+                .or_insert_with(|| json!(c.connected_serial));
+            evidence.insert(
+                "sessions".into(),
+                json!({ "addresses": c.addresses, "takeovers": c.takeovers }),
+            );
+        }
+    }
+    for (device, evidence) in copies {
+        out.push(observe(
+            known(checks::CERTIFICATE_SHARED),
+            device,
+            Severity::High,
+            serde_json::Value::Object(evidence),
+        ));
+    }
+
     for c in connections {
         if c.connected_revoked {
             out.push(observe(
@@ -357,14 +420,6 @@ pub fn evaluate_fleet(
                 &c.device,
                 Severity::Critical,
                 json!({ "serial": c.connected_serial }),
-            ));
-        }
-        if c.takeovers >= 1 && c.addresses.len() >= 2 {
-            out.push(observe(
-                known(checks::CERTIFICATE_SHARED),
-                &c.device,
-                Severity::High,
-                json!({ "serial": c.connected_serial, "addresses": c.addresses, "takeovers": c.takeovers }),
             ));
         }
         if c.takeovers >= policy.takeover_threshold {

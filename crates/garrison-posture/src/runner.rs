@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 use crate::{
     checks::{self, Scope},
-    evaluate::{self, CertFacts, ConnectionFacts, Credential, DeviceInput, Policy},
+    evaluate::{self, CertFacts, ConnectionFacts, Credential, DeviceInput, KeyUse, Policy},
 };
 
 /// What the broker can tell the audit about live connections.
@@ -194,6 +194,7 @@ impl PostureService {
 
         let mut observations = Vec::new();
         let mut credentials: Vec<Credential> = Vec::new();
+        let mut keys: Vec<KeyUse> = Vec::new();
         let mut evaluated: HashSet<DeviceId> = HashSet::new();
         let mut evaluate =
             |record: &DeviceRecord, inventory: Option<&Inventory>, observations: &mut Vec<_>| {
@@ -210,6 +211,18 @@ impl PostureService {
                     allowed_services: allowed.as_deref(),
                 };
                 observations.extend(evaluate::evaluate_device(&input, &policy, started_at));
+                if let Some(CertFacts {
+                    serial,
+                    key: Some(key),
+                    ..
+                }) = &cert
+                {
+                    keys.push(KeyUse {
+                        device: record.id.clone(),
+                        serial: serial.clone(),
+                        fingerprint: key.fingerprint.clone(),
+                    });
+                }
                 if let Some(inv) = inventory {
                     credentials.extend(evaluate::credentials(&record.id, inv));
                 }
@@ -256,6 +269,7 @@ impl PostureService {
         let connections = self.connection_facts(&certificates).await;
         observations.extend(evaluate::evaluate_fleet(
             &credentials,
+            &keys,
             &connections,
             &policy,
         ));

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::json;
+
 use garrison_contract::{
     Account, Firmware, Hardware, Inventory, ListeningSocket, PasswordState, Protocol,
     SecurityState, Services, SshConfig,
@@ -13,7 +15,8 @@ use garrison_core::{DeviceId, device::EnrollmentMethod};
 use garrison_inventory::{DeviceRecord, risk::Risk};
 use garrison_pki::CertificateKey;
 use garrison_posture::evaluate::{
-    CertFacts, ConnectionFacts, DeviceInput, Policy, credentials, evaluate_device, evaluate_fleet,
+    CertFacts, ConnectionFacts, DeviceInput, KeyUse, Policy, credentials, evaluate_device,
+    evaluate_fleet,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -121,8 +124,18 @@ fn good_cert(serial: &str) -> CertFacts {
         key: Some(CertificateKey {
             algorithm: "ecdsa".into(),
             bits: 256,
+            fingerprint: format!("key-of-{serial}"),
         }),
     }
+}
+
+/// A certificate for the same key pair as `good_cert(of)`.
+fn same_key_cert(serial: &str, of: &str) -> CertFacts {
+    let mut cert = good_cert(serial);
+    if let Some(key) = &mut cert.key {
+        key.fingerprint = format!("key-of-{of}");
+    }
+    cert
 }
 
 /// (device, inventory, certificate, allow-list, reported days ago)
@@ -187,7 +200,7 @@ fn findings_are_exactly_the_failures() {
     fleet.push((
         "clone-1",
         Some(clone),
-        Some(good_cert("s4")),
+        Some(same_key_cert("s4", "s3")),
         Some(&allowed),
         Some(0),
     ));
@@ -197,6 +210,7 @@ fn findings_are_exactly_the_failures() {
         key: Some(CertificateKey {
             algorithm: "rsa".into(),
             bits: 1024,
+            fingerprint: "rsa-key".into(),
         }),
         ..good_cert("s5")
     };
@@ -211,6 +225,7 @@ fn findings_are_exactly_the_failures() {
 
     let mut observed = BTreeSet::new();
     let mut creds = Vec::new();
+    let mut keys = Vec::new();
     for (name, inventory, cert, allowed, reported) in &fleet {
         let record = record(name, *reported);
         let input = DeviceInput {
@@ -224,6 +239,18 @@ fn findings_are_exactly_the_failures() {
         }
         if let Some(inv) = inventory {
             creds.extend(credentials(&record.id, inv));
+        }
+        if let Some(CertFacts {
+            serial,
+            key: Some(key),
+            ..
+        }) = cert
+        {
+            keys.push(KeyUse {
+                device: record.id.clone(),
+                serial: serial.clone(),
+                fingerprint: key.fingerprint.clone(),
+            });
         }
     }
     let connections = vec![
@@ -242,7 +269,22 @@ fn findings_are_exactly_the_failures() {
             addresses: vec!["10.0.0.2".into(), "10.0.9.9".into()],
         },
     ];
-    for o in evaluate_fleet(&creds, &connections, &policy) {
+    for o in evaluate_fleet(&creds, &keys, &connections, &policy) {
+        if o.check == "certificate-shared" {
+            let how: Vec<&str> = ["key", "sessions"]
+                .into_iter()
+                .filter(|k| o.evidence.get(k).is_some())
+                .collect();
+            match o.subject.as_str() {
+                "telnet-1" => assert_eq!(how, ["sessions"], "{}", o.evidence),
+                "weak-1" => {
+                    assert_eq!(how, ["key"], "{}", o.evidence);
+                    assert_eq!(o.evidence["key"]["shared_with"], json!(["clone-1"]));
+                    assert_eq!(o.evidence["serial"], "s3");
+                }
+                _ => assert_eq!(how, ["key"], "{}", o.evidence),
+            }
+        }
         observed.insert((o.check, o.subject, o.severity.as_str().to_owned()));
     }
 
@@ -251,6 +293,8 @@ fn findings_are_exactly_the_failures() {
         ("unneeded-service", "telnet-1", "medium"),
         ("revoked-certificate-connected", "telnet-1", "critical"),
         ("certificate-shared", "telnet-1", "high"),
+        ("certificate-shared", "weak-1", "high"),
+        ("certificate-shared", "clone-1", "high"),
         ("conflicting-client-ids", "telnet-1", "medium"),
         ("default-credentials", "weak-1", "critical"),
         ("ssh-password-auth", "weak-1", "medium"),

@@ -39,6 +39,11 @@ pub struct SimArgs {
     /// --uses N`). Without one, devices wait in the approval queue.
     #[arg(long, env = "GARRISON_SIM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A bootstrap token that shortens the certificates it enrolls (`garrison enroll token
+    /// create 'sim-*' --uses N --certificate-validity 7d`): weak devices planned with an
+    /// expiring certificate enroll with it. Without one the fleet plans no such device.
+    #[arg(long, env = "GARRISON_SIM_EXPIRING_TOKEN", hide_env_values = true)]
+    pub expiring_token: Option<String>,
     /// Number of devices.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub devices: usize,
@@ -99,6 +104,7 @@ impl SimArgs {
                     .token
                     .clone()
                     .map_or(Credential::None, Credential::Token),
+                expiring_credential: self.expiring_token.clone().map(Credential::Token),
                 state_dir: Some(self.state_dir.clone().unwrap_or_else(default_state_dir)),
                 telemetry_interval: self.telemetry_interval.max(Duration::from_secs(1)),
             },

@@ -50,6 +50,9 @@ pub struct Endpoint {
     pub mqtt_port: u16,
     /// Enrollment credential.
     pub credential: Credential,
+    /// A credential whose certificates are short-lived, for [`Weakness::ExpiringCertificate`]
+    /// devices (absent: the fleet plans none).
+    pub expiring_credential: Option<Credential>,
     /// Where keys and certificates are kept (absent: in memory only).
     pub state_dir: Option<PathBuf>,
     /// Telemetry interval.
@@ -65,8 +68,15 @@ pub(crate) struct Identity {
     pub(crate) cert_pem: String,
 }
 
-/// Loads a stored identity that is still valid, or enrolls a new one.
-pub(crate) async fn identity(endpoint: &Endpoint, device: &DeviceId) -> anyhow::Result<Identity> {
+/// Loads a stored identity that is still valid, or enrolls a new one: with `shared_key` (the
+/// fleet's factory key) instead of a fresh key, and with the short-lived credential if
+/// `expiring`.
+pub(crate) async fn identity(
+    endpoint: &Endpoint,
+    device: &DeviceId,
+    shared_key: Option<Arc<String>>,
+    expiring: bool,
+) -> anyhow::Result<Identity> {
     let paths = endpoint.state_dir.as_ref().map(|d| {
         (
             d.join(format!("{device}.key")),
@@ -82,9 +92,15 @@ pub(crate) async fn identity(endpoint: &Endpoint, device: &DeviceId) -> anyhow::
     {
         return Ok(Identity { key_pem, cert_pem });
     }
-    let key_pem = generate_key()?;
-    let cert_pem =
-        enroll_until_issued(&endpoint.est, device, &key_pem, &endpoint.credential).await?;
+    let key_pem = match shared_key {
+        Some(key) => String::clone(&key),
+        None => generate_key()?,
+    };
+    let credential = match (&endpoint.expiring_credential, expiring) {
+        (Some(short_lived), true) => short_lived,
+        _ => &endpoint.credential,
+    };
+    let cert_pem = enroll_until_issued(&endpoint.est, device, &key_pem, credential).await?;
     if let Some((key_path, cert_path)) = &paths {
         write_atomic(key_path, key_pem.as_bytes(), 0o600)?;
         write_atomic(cert_path, cert_pem.as_bytes(), 0o644)?;

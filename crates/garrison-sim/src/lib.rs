@@ -69,19 +69,41 @@ pub fn plan(prefix: &str, count: usize, weak_share: f64) -> anyhow::Result<Vec<P
             weaknesses,
         });
     }
-    // A credential is only "shared" if at least two devices of a model have it.
+    // A credential is only "shared" if at least two devices of a model have it; the factory
+    // key is one for the whole fleet, so it needs two devices of any model.
     let mut sharing: HashMap<Profile, usize> = HashMap::new();
     for d in &fleet {
         if d.weaknesses.contains(&Weakness::SharedCredential) {
             *sharing.entry(d.profile).or_default() += 1;
         }
     }
+    let key_sharers = fleet
+        .iter()
+        .filter(|d| d.weaknesses.contains(&Weakness::SharedKey))
+        .count();
     for d in &mut fleet {
         if sharing.get(&d.profile) == Some(&1) {
             d.weaknesses.retain(|w| *w != Weakness::SharedCredential);
         }
+        if key_sharers == 1 {
+            d.weaknesses.retain(|w| *w != Weakness::SharedKey);
+        }
     }
     Ok(fleet)
+}
+
+/// The factory key [`Weakness::SharedKey`] devices all use: kept in the state directory so a
+/// second run (which reuses stored certificates) presents the same key.
+fn shared_key(state_dir: Option<&std::path::Path>) -> anyhow::Result<Arc<String>> {
+    let path = state_dir.map(|d| d.join("factory-shared.key"));
+    if let Some(pem) = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+        return Ok(Arc::new(pem));
+    }
+    let pem = garrison_agent::keystore::generate_key()?;
+    if let Some(path) = &path {
+        garrison_agent::keystore::write_atomic(path, pem.as_bytes(), 0o600)?;
+    }
+    Ok(Arc::new(pem))
 }
 
 /// What the fleet expects the server's audit to find: device id → check ids.
@@ -160,11 +182,17 @@ impl Fleet {
     /// Enrolls (or loads) every device's identity, connects them at the configured rate and
     /// schedules the scenarios.
     pub async fn start(config: SimConfig) -> anyhow::Result<(Fleet, StartReport)> {
-        let plan = plan(&config.prefix, config.devices, config.weak_share)?;
+        let mut plan = plan(&config.prefix, config.devices, config.weak_share)?;
+        if config.endpoint.expiring_credential.is_none() {
+            for d in &mut plan {
+                d.weaknesses.retain(|w| *w != Weakness::ExpiringCertificate);
+            }
+        }
         if let Some(dir) = &config.endpoint.state_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        let factory_key = shared_key(config.endpoint.state_dir.as_deref())?;
         let enroll_start = Instant::now();
         let bar = progress(config.progress, plan.len(), "enrolling");
         let gate = Arc::new(Semaphore::new(config.enroll_concurrency.max(1)));
@@ -176,13 +204,18 @@ impl Fleet {
                 gate.clone(),
                 bar.clone(),
             );
+            let key = d
+                .weaknesses
+                .contains(&Weakness::SharedKey)
+                .then(|| factory_key.clone());
+            let expiring = d.weaknesses.contains(&Weakness::ExpiringCertificate);
             jobs.spawn(async move {
                 let _permit = gate.acquire_owned().await;
                 let had = endpoint
                     .state_dir
                     .as_ref()
                     .is_some_and(|s| s.join(format!("{id}.pem")).exists());
-                let identity = device::identity(&endpoint, &id).await;
+                let identity = device::identity(&endpoint, &id, key, expiring).await;
                 bar.inc(1);
                 (id, had, identity)
             });

@@ -279,6 +279,11 @@ pub enum Weakness {
     SshPasswordAuth,
     /// The root password hash is the one from the factory image, on every such device.
     SharedCredential,
+    /// The device's TLS key is the factory image's, the same on every such device.
+    SharedKey,
+    /// The certificate is short-lived and close to expiry (enrolled with a token that
+    /// shortens certificates; without one the fleet plans no such device).
+    ExpiringCertificate,
 }
 
 impl Weakness {
@@ -290,14 +295,20 @@ impl Weakness {
             Weakness::OldFirmware => "firmware-outdated",
             Weakness::SshPasswordAuth => "ssh-password-auth",
             Weakness::SharedCredential => "shared-credentials",
+            Weakness::SharedKey => "certificate-shared",
+            Weakness::ExpiringCertificate => "certificate-expiring",
         }
     }
 
     /// The weaknesses that make sense for a profile (constrained devices have no accounts or
-    /// shells).
+    /// shells; every device has firmware, a key and a certificate).
     pub fn applicable(profile: Profile) -> Vec<Weakness> {
         let spec = profile.spec();
-        let mut out = vec![Weakness::OldFirmware];
+        let mut out = vec![
+            Weakness::OldFirmware,
+            Weakness::SharedKey,
+            Weakness::ExpiringCertificate,
+        ];
         if !spec.accounts.is_empty() {
             out.extend([Weakness::DefaultPassword, Weakness::SharedCredential]);
         }
@@ -509,7 +520,14 @@ mod tests {
         assert!(weak.listening.unwrap().iter().any(|s| s.port == 23));
         assert_eq!(weak.firmware.version.as_deref(), Some("5.4.0"));
         assert_eq!(weak.accounts.unwrap()[0].default_password, Some(true));
-        assert!(Weakness::applicable(Profile::SmartPlug) == vec![Weakness::OldFirmware]);
+        assert_eq!(
+            Weakness::applicable(Profile::SmartPlug),
+            vec![
+                Weakness::OldFirmware,
+                Weakness::SharedKey,
+                Weakness::ExpiringCertificate
+            ]
+        );
         let a = inventory(
             Profile::IndustrialGateway,
             1,

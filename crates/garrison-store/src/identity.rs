@@ -163,6 +163,8 @@ pub struct BootstrapToken {
     pub created_at: UnixMillis,
     /// When it was revoked.
     pub revoked_at: Option<UnixMillis>,
+    /// Validity of the certificates it enrolls, ms (`None`: the server's default).
+    pub certificate_validity_ms: Option<i64>,
 }
 
 /// A new bootstrap token; the secret is stored only as a hash.
@@ -182,6 +184,8 @@ pub struct NewBootstrapToken {
     pub expires_at: UnixMillis,
     /// Creator.
     pub created_by: Username,
+    /// Validity of the certificates it enrolls, ms (`None`: the server's default).
+    pub certificate_validity_ms: Option<i64>,
 }
 
 /// A claim certificate's enrollment allowance.

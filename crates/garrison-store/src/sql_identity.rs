@@ -87,7 +87,7 @@ pub(crate) fn cert_audit_json(c: &Certificate) -> serde_json::Value {
 }
 
 pub(crate) const BOOTSTRAP_COLUMNS: &str = "id, tenant, device_pattern, max_uses, uses, \
-     expires_at, created_by, created_at, revoked_at";
+     expires_at, created_by, created_at, revoked_at, certificate_validity_ms";
 pub(crate) type BootstrapRow = (
     String,
     String,
@@ -97,6 +97,7 @@ pub(crate) type BootstrapRow = (
     i64,
     String,
     i64,
+    Option<i64>,
     Option<i64>,
 );
 
@@ -111,6 +112,7 @@ pub(crate) fn bootstrap_from_row(row: BootstrapRow) -> StoreResult<BootstrapToke
         created_by,
         created_at,
         revoked_at,
+        certificate_validity_ms,
     ) = row;
     Ok(BootstrapToken {
         tenant: TenantId::new(tenant)?,
@@ -122,6 +124,7 @@ pub(crate) fn bootstrap_from_row(row: BootstrapRow) -> StoreResult<BootstrapToke
         created_by,
         created_at,
         revoked_at,
+        certificate_validity_ms,
     })
 }
 
@@ -129,6 +132,7 @@ pub(crate) fn bootstrap_audit_json(t: &BootstrapToken) -> serde_json::Value {
     json!({
         "id": t.id, "device_pattern": t.device_pattern, "max_uses": t.max_uses, "uses": t.uses,
         "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+        "certificate_validity_ms": t.certificate_validity_ms,
     })
 }
 
@@ -796,8 +800,8 @@ macro_rules! impl_identity_store {
                 let mut tx = self.begin_write().await?;
                 let row: $crate::sql_identity::BootstrapRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO bootstrap_tokens (id, tenant, device_pattern, secret_hash, \
-                     max_uses, uses, expires_at, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) RETURNING {}",
+                     max_uses, uses, expires_at, created_by, created_at, certificate_validity_ms) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9) RETURNING {}",
                     $crate::sql_identity::BOOTSTRAP_COLUMNS
                 )))
                 .bind(&new.id)
@@ -808,6 +812,7 @@ macro_rules! impl_identity_store {
                 .bind(new.expires_at)
                 .bind(new.created_by.as_str())
                 .bind(garrison_core::now_ms())
+                .bind(new.certificate_validity_ms)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| $crate::error::conflict_or(e, || format!("bootstrap token {}", new.id)))?;
@@ -822,7 +827,7 @@ macro_rules! impl_identity_store {
                 &self,
                 id: &str,
             ) -> $crate::StoreResult<Option<($crate::identity::BootstrapToken, String)>> {
-                let row: Option<(String, String, String, i64, i64, i64, String, i64, Option<i64>, String)> =
+                let row: Option<(String, String, String, i64, i64, i64, String, i64, Option<i64>, Option<i64>, String)> =
                     sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT {}, secret_hash FROM bootstrap_tokens WHERE id = $1",
                         $crate::sql_identity::BOOTSTRAP_COLUMNS
@@ -830,9 +835,9 @@ macro_rules! impl_identity_store {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
-                row.map(|(a, b, c, d, e, f, g, h, i, hash)| {
+                row.map(|(a, b, c, d, e, f, g, h, i, j, hash)| {
                     Ok((
-                        $crate::sql_identity::bootstrap_from_row((a, b, c, d, e, f, g, h, i))?,
+                        $crate::sql_identity::bootstrap_from_row((a, b, c, d, e, f, g, h, i, j))?,
                         hash,
                     ))
                 })

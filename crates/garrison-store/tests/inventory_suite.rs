@@ -39,6 +39,7 @@ async fn enroll(store: &Arc<dyn Store>, ids: &[&str]) {
                 max_uses: 100,
                 expires_at: far,
                 created_by: Username::new("alice").unwrap(),
+                certificate_validity_ms: None,
             },
             rec("bootstrap_token.create", "tok"),
         )

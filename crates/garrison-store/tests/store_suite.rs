@@ -323,6 +323,7 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
         max_uses: 2,
         expires_at,
         created_by: Username::new("alice").unwrap(),
+        certificate_validity_ms: (id == "t1").then_some(3_600_000),
     };
     store
         .bootstrap_token_create(token("t1", far), rec("bootstrap_token.create", "t1"))
@@ -354,6 +355,7 @@ async fn bootstrap_tokens_are_consumed_and_identities_are_unique(
     refused(issue("dev-3", "04", grant()).await, "used up");
     let (t, hash) = store.bootstrap_token_auth("t1").await.unwrap().unwrap();
     assert_eq!((t.uses, hash.as_str()), (2, "h"));
+    assert_eq!(t.certificate_validity_ms, Some(3_600_000));
 
     store
         .bootstrap_token_create(
@@ -856,6 +858,7 @@ async fn a_batch_of_issuances_commits_together_and_refuses_item_by_item(
                 max_uses: 2,
                 expires_at: far,
                 created_by: Username::new("alice").unwrap(),
+                certificate_validity_ms: None,
             },
             rec("bootstrap_token.create", "tb"),
         )

@@ -93,6 +93,10 @@ pub enum Command {
     /// Sigma rule tooling for rule authors: lint, test against events (local files, no server).
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
+    /// Signed releases, on the machine holding the keys (no server needed): signing keys, the
+    /// trust root devices pin, signing and verifying release manifests.
+    #[command(subcommand)]
+    Release(crate::release_cli::ReleaseCommand),
     /// Run the device agent on this machine (the same as the standalone `garrison-agent`).
     Agent(garrison_agent::cli::AgentArgs),
     /// Run a simulated fleet against a Garrison server: real enrollment, real MQTT.
@@ -894,7 +898,7 @@ pub enum EnrollTokenCommand {
     /// authentication: its device id as the user name and the token as the password. The
     /// command prints the token once, with the commands a device runs to use it.
     #[command(
-        after_help = "Examples:\n  garrison enroll token create sensor-17\n  garrison enroll token create 'line4-*' --uses 200 --expires-in 7d"
+        after_help = "Examples:\n  garrison enroll token create sensor-17\n  garrison enroll token create 'line4-*' --uses 200 --expires-in 7d\n  garrison enroll token create 'trial-*' --uses 20 --certificate-validity 14d"
     )]
     Create {
         #[command(flatten)]
@@ -907,6 +911,11 @@ pub enum EnrollTokenCommand {
         /// Lifetime, 1 minute to 365 days, e.g. 24h or 7d [default: 24h].
         #[arg(long, value_name = "DURATION", value_parser = duration)]
         expires_in: Option<String>,
+        /// Shorter validity for the certificates this token enrolls (lab units, trials),
+        /// at least 1h and at most the server's pki.device_validity; renewals get the full
+        /// validity [default: pki.device_validity].
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        certificate_validity: Option<String>,
     },
     /// List bootstrap tokens (never their secrets), newest first.
     List {
@@ -1027,6 +1036,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Playbook(command) => crate::monitor_cli::playbook(command).await,
         Command::Intel(command) => crate::monitor_cli::intel(command).await,
         Command::Rules(command) => crate::rules_cli::run(command),
+        Command::Release(command) => crate::release_cli::run(command),
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -248,10 +248,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "demo-*",
             args.devices as i64 * 2 + 100,
             Duration::from_secs(7 * 86_400),
+            None,
             &demo,
         )
         .await
         .context("cannot create the fleet's bootstrap token")?;
+    // Devices the plan gives an expiring certificate enroll with this one: ten days is inside
+    // the audit's default warning window of fourteen.
+    let (_, expiring_token) = server
+        .identity
+        .create_bootstrap_token(
+            &tenant,
+            "demo-*",
+            args.devices as i64 + 10,
+            Duration::from_secs(7 * 86_400),
+            Some(Duration::from_secs(10 * 86_400)),
+            &demo,
+        )
+        .await
+        .context("cannot create the fleet's short-lived bootstrap token")?;
 
     let api = format!("https://{}", server.api_addr);
     let mqtt = server.mqtt_addr.context("the demo needs the broker")?;
@@ -297,6 +312,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             mqtt_host: mqtt.ip().to_string(),
             mqtt_port: mqtt.port(),
             credential: Credential::Token(token.token),
+            expiring_credential: Some(Credential::Token(expiring_token.token)),
             state_dir: Some(data_dir.join("sim")),
             telemetry_interval: args.telemetry_interval,
         },

@@ -147,7 +147,8 @@ pub async fn enroll(command: EnrollCommand) -> anyhow::Result<ExitCode> {
             pattern,
             uses,
             expires_in,
-        }) => token_create(remote, &pattern, uses, expires_in).await,
+            certificate_validity,
+        }) => token_create(remote, &pattern, uses, expires_in, certificate_validity).await,
         EnrollCommand::Token(EnrollTokenCommand::List { remote }) => {
             list(remote, "/api/v1/enrollment/tokens", TOKEN_COLUMNS).await
         }
@@ -359,6 +360,7 @@ async fn token_create(
     pattern: &str,
     uses: Option<i64>,
     expires_in: Option<String>,
+    certificate_validity: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let remote = Remote::from_args(&args)?;
     let mut body = json!({ "device_pattern": pattern });
@@ -367,6 +369,9 @@ async fn token_create(
     }
     if let Some(e) = expires_in {
         body["expires_in"] = json!(e);
+    }
+    if let Some(v) = certificate_validity {
+        body["certificate_validity"] = json!(v);
     }
     let created = remote.post("/api/v1/enrollment/tokens", body).await?;
     match remote.output {
@@ -383,6 +388,11 @@ async fn token_create(
                 if max_uses == 1 { "" } else { "s" },
                 text(info, "expires_at"),
             );
+            if let Some(v) = info.get("certificate_validity").and_then(Value::as_str) {
+                println!(
+                    "The certificates it enrolls are valid for {v}; renewals get the server's device validity."
+                );
+            }
             println!("Store it now; it is not shown again:\n\n    {token}\n");
             let device = if pattern.contains('*') {
                 "DEVICE"
@@ -427,7 +437,7 @@ async fn token_revoke(args: RemoteArgs, id: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Creates `path` only if it does not exist, with `mode` on Unix, and writes `contents`.
-fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -135,7 +135,7 @@ pub async fn ca_init(
         );
     }
     let passphrase = match &offline_root {
-        Some(_) => Some(read_new_passphrase(passphrase_stdin)?),
+        Some(_) => Some(read_new_passphrase(passphrase_stdin, "root key")?),
         None => None,
     };
     let settings = config.resolve()?;
@@ -194,13 +194,14 @@ pub async fn ca_init(
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_new_passphrase(stdin: bool) -> anyhow::Result<String> {
+/// A new passphrase for `what` (a key), typed twice or read from standard input.
+pub(crate) fn read_new_passphrase(stdin: bool, what: &str) -> anyhow::Result<String> {
     let passphrase = if stdin {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
         text.trim_end_matches(['\n', '\r']).to_owned()
     } else {
-        let first = rpassword::prompt_password("Passphrase for the root key: ")
+        let first = rpassword::prompt_password(format!("Passphrase for the {what}: "))
             .context("cannot read from the terminal; use --passphrase-stdin")?;
         let again = rpassword::prompt_password("Again: ")?;
         if first != again {
@@ -209,7 +210,7 @@ fn read_new_passphrase(stdin: bool) -> anyhow::Result<String> {
         first
     };
     if passphrase.chars().count() < 12 {
-        bail!("the root key passphrase must be at least 12 characters");
+        bail!("the {what} passphrase must be at least 12 characters");
     }
     Ok(passphrase)
 }

@@ -15,6 +15,7 @@ mod local;
 mod monitor;
 mod monitor_cli;
 mod output;
+mod release_cli;
 mod rules_cli;
 mod serve;
 mod setup;

@@ -62,3 +62,15 @@ fn cell(value: Option<&Value>) -> String {
         Some(other) => other.to_string(),
     }
 }
+
+/// A progress bar counting bytes, drawn on standard error when it is a terminal.
+pub fn bytes_progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_owned());
+    bar
+}

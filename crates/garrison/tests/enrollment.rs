@@ -4,7 +4,7 @@
 //! set, and the CRL after a revocation.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::process::Command;
+use std::{ops::Not, process::Command};
 
 use serde_json::json;
 
@@ -103,6 +103,52 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
     );
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("used up"), "{text}");
+
+    // A token may shorten the certificates it enrolls, never lengthen them.
+    let (status, body) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "trial-1", "certificate_validity": "100d"})),
+    );
+    assert_eq!(status, 400, "longer than pki.device_validity: {body}");
+    assert_eq!(body["field"], "certificate_validity", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("pki.device_validity"),
+        "{body}"
+    );
+    let (status, body) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "trial-1", "certificate_validity": "10m"})),
+    );
+    assert_eq!(status, 400, "shorter than an hour: {body}");
+    let (status, created) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "trial-1", "certificate_validity": "2h"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["info"]["certificate_validity"], "2h", "{created}");
+    let trial = est.csr("trial1", "trial-1");
+    let basic_trial = format!("trial-1:{}", created["token"].as_str().unwrap());
+    let (status, text) = est.enroll("simpleenroll", &trial, &["-u", &basic_trial]);
+    assert_eq!(status, 200, "{text}");
+    std::fs::write(h.join("trial1.pem"), est.certs_from(&text, "trial1-cert")).unwrap();
+    let expires_within = |seconds: u32| {
+        Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", &seconds.to_string(), "-in"])
+            .arg(h.join("trial1.pem"))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+            .not()
+    };
+    assert!(expires_within(2 * 3600 + 120), "valid for about two hours");
+    assert!(!expires_within(2 * 3600 - 120), "valid for about two hours");
 
     // Renewal with the current certificate as the TLS client certificate.
     let renew = est.csr("dev1b", "dev-1");
@@ -237,8 +283,25 @@ fn est_enrollment_with_tokens_approval_claims_renewal_and_revocation() {
         .collect();
     assert_eq!(
         subjects.len(),
-        3,
-        "dev-1 (rotated), cam-1, plug-1: {expiring}"
+        4,
+        "dev-1 (rotated), cam-1, plug-1, trial-1: {expiring}"
+    );
+    let (status, soon) = est.api(
+        "GET",
+        "/api/v1/certificates?expiring_within=1d&kind=device",
+        None,
+    );
+    assert_eq!(status, 200);
+    let soon: Vec<&str> = soon["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        soon,
+        ["trial-1"],
+        "only the trial token's short certificate"
     );
     let (status, _) = est.api("GET", "/api/v1/certificates?expiring_within=30d", None);
     assert_eq!(status, 200);

@@ -105,6 +105,15 @@ fn a_simulated_fleet_is_inventoried_and_audited_exactly() {
     let ca = home.join("garrison-data/ca.pem");
     let est = est_for(&server, home, &ca);
     let token = bootstrap_token(&est, "sim-*", 100);
+    // Weak devices planned with an expiring certificate enroll with a token that shortens it
+    // to inside the audit's 14-day warning.
+    let (status, expiring) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": "sim-*", "max_uses": 100, "certificate_validity": "10d"})),
+    );
+    assert_eq!(status, 201, "{expiring}");
+    let expiring = expiring["token"].as_str().unwrap().to_owned();
     let devices = 40;
     let sim_dir = home.join("sim");
     let truth = home.join("truth.json");
@@ -114,12 +123,20 @@ fn a_simulated_fleet_is_inventoried_and_audited_exactly() {
                 "sim",
                 "--devices",
                 &devices.to_string(),
+                "--weak-share",
+                "0.4",
                 "--server",
                 &est.url,
             ])
             .args(["--mqtt", server.mqtt.as_deref().unwrap(), "--ca-cert"])
             .arg(&ca)
-            .args(["--token", &token, "--state-dir"])
+            .args([
+                "--token",
+                &token,
+                "--expiring-token",
+                &expiring,
+                "--state-dir",
+            ])
             .arg(&sim_dir)
             .args(["--telemetry-interval", "2s", "--ground-truth"])
             .arg(&truth)
@@ -199,6 +216,12 @@ fn a_simulated_fleet_is_inventoried_and_audited_exactly() {
         expected.len() >= 4,
         "the fleet should have weak devices: {expected:?}"
     );
+    for check in ["certificate-shared", "certificate-expiring"] {
+        assert!(
+            expected.values().any(|c| c.contains(check)),
+            "the fleet should have a device failing {check}: {expected:?}"
+        );
+    }
     assert_eq!(open_findings(&est), expected);
 
     // Search agrees with the facts.

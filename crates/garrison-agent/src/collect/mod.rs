@@ -5,28 +5,33 @@
 //! [`TelemetrySampler`] its [`Telemetry`](garrison_contract::Telemetry); [`AuthLogFollower`],
 //! [`listening_changes`] and [`watched_file_changes`] its events. Every fact that cannot be
 //! read is `None` (unknown), never a guess, and nothing read — however odd — makes a collector
-//! panic. The only process ever run is `rpm`, on the device itself, to read the RPM database.
+//! panic. The only processes ever run are `rpm` (older RPM databases) and `nft`/`iptables-save`
+//! (the packet filter), on the device itself only (`tools`).
 //!
 //! Sources, one module each: `os` (os-release, firmware version files), `hardware` (DMI,
 //! device tree, cpuinfo, meminfo), `software` (dpkg, apk, opkg, rpm → CycloneDX), `net`
 //! (/proc/net sockets, interfaces, counters), `procs` (the process table and socket owners),
 //! `services` (sshd_config, Dropbear, telnet/FTP/UPnP/debug), `accounts` (passwd, shadow,
 //! default-password check over `crypt`), `security` (time sync, Secure Boot, disk encryption,
-//! logging), `changes` (watched-file hashes and change events), `telemetry`, `authlog`.
+//! logging) with `firewall` (the loaded packet-filter rules), `changes` (watched-file hashes
+//! and change events), `telemetry`, `authlog`.
 
 mod accounts;
 mod authlog;
 mod changes;
 mod crypt;
+mod firewall;
 mod hardware;
 mod net;
 mod os;
 mod procs;
 mod root;
+mod rpmdb;
 mod security;
 mod services;
 mod software;
 mod telemetry;
+mod tools;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,9 @@
-//! Protective configuration: clock synchronisation, UEFI Secure Boot, root filesystem
-//! encryption, a system logger. The firewall is always unknown, see [`collect`].
+//! Protective configuration: a packet filter (see [`firewall`]), clock synchronisation, UEFI
+//! Secure Boot, root filesystem encryption, a system logger.
 
 use garrison_contract::SecurityState;
 
-use super::{procs::Process, root::Root};
+use super::{firewall, procs::Process, root::Root};
 
 /// The EFI global-variable GUID's SecureBoot variable.
 const SECURE_BOOT_VAR: &str = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -11,12 +11,7 @@ const SECURE_BOOT_VAR: &str = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
 pub(crate) fn collect(root: &Root, procs: Option<&[Process]>) -> SecurityState {
     let running = |names: &[&str]| procs.map(|ps| ps.iter().any(|p| names.iter().any(|n| p.is(n))));
     SecurityState {
-        // Whether a packet filter *with rules* is active cannot be read from files:
-        // `/proc/net/ip_tables_names` lists tables that are loaded (Docker or a distribution
-        // loads them with empty, accept-all chains), nftables has no /proc view at all, and the
-        // rules themselves are only reachable over netlink or getsockopt. A config file such as
-        // /etc/nftables.conf says nothing about what is loaded. So: unknown.
-        firewall: None,
+        firewall: firewall::collect(root),
         time_sync: time_sync(root, &running),
         secure_boot: secure_boot(root),
         disk_encryption: disk_encryption(root),

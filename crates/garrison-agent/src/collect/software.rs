@@ -1,21 +1,21 @@
 //! Installed software as CycloneDX components, from whichever package database the device
-//! has: dpkg, apk, opkg, or (on the device itself only) RPM through the `rpm` tool.
+//! has: dpkg, apk, opkg, or RPM (its SQLite database read directly, older formats through the
+//! `rpm` tool on the device itself only).
 //!
 //! Package URLs are written in the purl specification's canonical form: every character
 //! outside `A–Z a–z 0–9 . - _ ~` and `:` is percent-encoded, so `1.2+dfsg-1` becomes
 //! `1.2%2Bdfsg-1`. A database that is present but cannot be read makes the whole SBOM
 //! unknown: a partial list would claim the missing packages are absent.
 
-use std::{
-    io::Read,
-    path::Path,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use garrison_contract::{Component, ComponentType, Sbom};
 
-use super::root::{LARGE_FILE, Root, clean};
+use super::{
+    root::{LARGE_FILE, Root, clean},
+    rpmdb::{self, RpmPackage},
+    tools,
+};
 
 /// The contract's default component bound; more would make the server refuse the inventory.
 const MAX_COMPONENTS: usize = 20_000;
@@ -23,11 +23,15 @@ const MAX_COMPONENTS: usize = 20_000;
 /// How long `rpm -qa` may run before it is killed.
 const RPM_TIMEOUT: Duration = Duration::from_secs(60);
 
-const RPM_DATABASES: &[&str] = &[
+/// RPM's SQLite databases, read directly ([`rpmdb`]).
+const RPM_SQLITE: &[&str] = &[
     "/var/lib/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
+/// Berkeley DB and NDB databases, read through the `rpm` tool.
+const RPM_OTHER: &[&str] = &[
     "/var/lib/rpm/Packages",
     "/var/lib/rpm/Packages.db",
-    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
     "/usr/lib/sysimage/rpm/Packages.db",
 ];
 
@@ -53,14 +57,15 @@ pub(crate) fn collect(root: &Root, os_id: Option<&str>) -> Option<Sbom> {
         let text = root.read_text_max(path, LARGE_FILE)?;
         components.extend(opkg(&text));
     }
-    if RPM_DATABASES.iter().any(|p| root.exists(p)) {
+    if let Some(db) = RPM_SQLITE.iter().find(|p| root.exists(p)) {
         found = true;
-        // The database is SQLite or Berkeley DB holding binary RPM headers; only the rpm tool
-        // of the running system reads it reliably, so under any other root it is unknown.
-        if !root.is_host() {
-            return None;
-        }
-        components.extend(rpm(os_id)?);
+        let packages = rpmdb::packages(&root.resolve(db, true))?;
+        components.extend(packages.iter().filter_map(|p| rpm_component(p, os_id)));
+    } else if RPM_OTHER.iter().any(|p| root.exists(p)) {
+        found = true;
+        // Berkeley DB and NDB: only the rpm tool of the running system reads them, so under
+        // any other root they are unknown.
+        components.extend(rpm(root, os_id)?);
     }
     if !found || components.len() > MAX_COMPONENTS {
         return None;
@@ -169,72 +174,71 @@ pub(crate) fn apk(text: &str, os_id: Option<&str>) -> Vec<Component> {
         .collect()
 }
 
-/// Runs `rpm -qa` when an `rpm` binary is on `PATH`; `None` when there is none, it fails, or
-/// it runs too long.
-fn rpm(os_id: Option<&str>) -> Option<Vec<Component>> {
-    let path = std::env::var_os("PATH")?;
-    let binary = std::env::split_paths(&path)
-        .map(|d| d.join("rpm"))
-        .find(|p| is_executable(p))?;
-    let mut child = Command::new(binary)
-        .args([
+/// `rpm -qa` on the device itself, for the Berkeley DB and NDB formats; `None` when there is
+/// no `rpm`, it fails, or it runs too long.
+fn rpm(root: &Root, os_id: Option<&str>) -> Option<Vec<Component>> {
+    let out = tools::output(
+        root,
+        "rpm",
+        &[
             "-qa",
             "--queryformat",
-            "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
-    // Read on another thread so a full pipe cannot stall the child while we wait on it.
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = (&mut stdout).take(LARGE_FILE).read_to_end(&mut out);
-        out
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < RPM_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    };
-    let out = reader.join().ok()?;
-    if !status.success() {
-        return None;
-    }
-    Some(parse_rpm(&String::from_utf8_lossy(&out), os_id))
+            "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n",
+        ],
+        RPM_TIMEOUT,
+    )?;
+    Some(
+        parse_rpm(&String::from_utf8_lossy(&out))
+            .iter()
+            .filter_map(|p| rpm_component(p, os_id))
+            .collect(),
+    )
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-pub(crate) fn parse_rpm(text: &str, os_id: Option<&str>) -> Vec<Component> {
+/// `rpm -qa` lines of NAME, EPOCH, VERSION, RELEASE and ARCH (`(none)` when unset).
+pub(crate) fn parse_rpm(text: &str) -> Vec<RpmPackage> {
+    let set = |v: &str| (v != "(none)").then(|| v.to_owned());
     text.lines()
         .filter_map(|line| {
             let mut parts = line.split('\t');
-            let (name, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
-            // Imported signing keys are listed as packages but are not software.
-            if name == "gpg-pubkey" {
-                return None;
-            }
-            let arch = if arch == "(none)" { "" } else { arch };
-            let purl = purl("rpm", os_id, name, Some(version), &[("arch", arch)]);
-            component(name, version, purl)
+            let name = parts.next()?;
+            let epoch = parts.next()?;
+            let (version, release, arch) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(RpmPackage {
+                name: name.to_owned(),
+                epoch: set(epoch).map(|e| e.parse()).transpose().ok()?,
+                version: version.to_owned(),
+                release: release.to_owned(),
+                arch: set(arch),
+            })
         })
         .collect()
+}
+
+/// The component for an installed RPM: version `[EPOCH:]VERSION-RELEASE`, and the epoch as
+/// the purl qualifier the purl specification gives it.
+fn rpm_component(p: &RpmPackage, os_id: Option<&str>) -> Option<Component> {
+    // Imported signing keys are listed as packages but are not software.
+    if p.name == "gpg-pubkey" {
+        return None;
+    }
+    let plain = format!("{}-{}", p.version, p.release);
+    let epoch = p.epoch.map(|e| e.to_string());
+    let version = match &epoch {
+        Some(e) => format!("{e}:{plain}"),
+        None => plain.clone(),
+    };
+    let purl = purl(
+        "rpm",
+        os_id,
+        &p.name,
+        Some(&plain),
+        &[
+            ("arch", p.arch.as_deref().unwrap_or("")),
+            ("epoch", epoch.as_deref().unwrap_or("")),
+        ],
+    );
+    component(&p.name, &version, purl)
 }
 
 /// A canonical package URL. Qualifiers with empty values are left out and the rest sorted by
@@ -324,14 +328,25 @@ mod tests {
 
     #[test]
     fn rpm_output() {
-        let c = parse_rpm(
-            "bash\t5.2.26-3.fc40\tx86_64\ngpg-pubkey\ta15b79cc-63d04c2c\t(none)\nbroken line\n",
-            Some("fedora"),
-        );
-        assert_eq!(c.len(), 1);
+        let c: Vec<Component> = parse_rpm(
+            "bash\t(none)\t5.2.26\t3.fc40\tx86_64\n\
+             shadow-utils\t2\t4.15.1\t3.fc40\tx86_64\n\
+             gpg-pubkey\t(none)\ta15b79cc\t63d04c2c\t(none)\n\
+             broken line\n\
+             bad-epoch\tx\t1\t1\tnoarch\n",
+        )
+        .iter()
+        .filter_map(|p| rpm_component(p, Some("fedora")))
+        .collect();
+        assert_eq!(c.len(), 2, "{c:?}");
         assert_eq!(
             c[0].purl.as_deref(),
             Some("pkg:rpm/fedora/bash@5.2.26-3.fc40?arch=x86_64")
+        );
+        assert_eq!(c[1].version.as_deref(), Some("2:4.15.1-3.fc40"));
+        assert_eq!(
+            c[1].purl.as_deref(),
+            Some("pkg:rpm/fedora/shadow-utils@4.15.1-3.fc40?arch=x86_64&epoch=2")
         );
     }
 

@@ -25,6 +25,9 @@ pub(crate) fn path_device(raw: &str) -> ApiResult<DeviceId> {
 pub(crate) fn identity_error(e: garrison_identity::IdentityError) -> ApiError {
     match e {
         garrison_identity::IdentityError::Store(e) => e.into(),
+        e @ garrison_identity::IdentityError::ValidityTooLong { .. } => {
+            ApiError::invalid_body(Some("certificate_validity".into()), e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }

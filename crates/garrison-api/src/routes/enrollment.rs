@@ -112,9 +112,26 @@ pub(crate) async fn create_token(
         Duration::from_secs(60),
         Duration::from_secs(365 * 86_400),
     )?;
+    let certificate_validity = match body.certificate_validity.as_deref() {
+        None => None,
+        text => Some(duration_field(
+            "certificate_validity",
+            text,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+            Duration::from_secs(365 * 86_400),
+        )?),
+    };
     let (token, secret) = state
         .identity()
-        .create_bootstrap_token(&caller.tenant, pattern, max_uses, ttl, &caller.requester())
+        .create_bootstrap_token(
+            &caller.tenant,
+            pattern,
+            max_uses,
+            ttl,
+            certificate_validity,
+            &caller.requester(),
+        )
         .await
         .map_err(identity_error)?;
     Ok((

@@ -397,6 +397,10 @@ pub struct BootstrapTokenView {
     pub created_by: String,
     /// Created (RFC 3339).
     pub created_at: String,
+    /// Validity of the certificates it enrolls, such as `7days`; absent: the server's
+    /// configured device validity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_validity: Option<String>,
 }
 
 impl From<garrison_store::identity::BootstrapToken> for BootstrapTokenView {
@@ -419,6 +423,10 @@ impl From<garrison_store::identity::BootstrapToken> for BootstrapTokenView {
             expires_at: format_ms(t.expires_at),
             created_by: t.created_by,
             created_at: format_ms(t.created_at),
+            certificate_validity: t.certificate_validity_ms.map(|ms| {
+                let ms = u64::try_from(ms).unwrap_or(0);
+                humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+            }),
         }
     }
 }
@@ -435,6 +443,11 @@ pub struct CreateBootstrapToken {
     /// Lifetime such as `24h` (default) or `7d`; 1 minute to 365 days.
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// Shorter validity for the certificates it enrolls, such as `7d` (at least 1 hour, at
+    /// most the server's device validity); absent: the device validity. Renewals get the
+    /// full validity.
+    #[serde(default)]
+    pub certificate_validity: Option<String>,
 }
 
 /// A created bootstrap token.
