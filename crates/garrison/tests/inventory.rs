@@ -554,3 +554,84 @@ fn what_was_acknowledged_before_sigterm_is_kept() {
     let (_, device) = est.api("GET", "/api/v1/devices/dev-1", None);
     assert_eq!(device["hostname"], "h-199");
 }
+
+/// A cloned device: one identity (certificate and client id) connecting from two machines,
+/// each taking the session from the other — stock `mosquitto_sub` clients bound to two
+/// loopback addresses. The audit must name it under both fleet checks, with the addresses.
+#[test]
+fn a_cloned_identity_is_found_by_the_audit() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let server = start_with_env(
+        home,
+        &[("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0")],
+    );
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let token = bootstrap_token(&est, "clone-1", 1);
+    let csr = est.csr("clone-1", "clone-1");
+    let (status, text) = est.enroll("simpleenroll", &csr, &["-u", &format!("clone-1:{token}")]);
+    assert_eq!(status, 200, "{text}");
+    std::fs::write(
+        home.join("clone-1.pem"),
+        est.certs_from(&text, "clone-1-cert"),
+    )
+    .unwrap();
+
+    let (host, port) = server.mqtt.as_deref().unwrap().rsplit_once(':').unwrap();
+    let copy = |bind: &str| {
+        Guard(
+            Command::new("mosquitto_sub")
+                .args(["-h", host, "-p", port, "-A", bind, "--cafile"])
+                .arg(&ca)
+                .arg("--cert")
+                .arg(home.join("clone-1.pem"))
+                .arg("--key")
+                .arg(home.join("clone-1.key"))
+                .args(["-i", "clone-1", "-t", "garrison/v1/d/clone-1/cmd"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let original = copy("127.0.0.1");
+    let clone = copy("127.0.0.2");
+
+    // Each audit counts the takeovers since the previous one; two copies reconnecting about
+    // once a second each make several between audits.
+    let mut found = BTreeSet::new();
+    wait_for(
+        "the audit to name the clone",
+        Duration::from_secs(60),
+        || {
+            std::thread::sleep(Duration::from_secs(4));
+            let (status, run) = est.api("POST", "/api/v1/posture/runs", None);
+            assert_eq!(status, 201, "{run}");
+            found = open_findings(&est).remove("clone-1").unwrap_or_default();
+            found.contains("certificate-shared") && found.contains("conflicting-client-ids")
+        },
+    );
+    drop((original, clone));
+    let (_, page) = est.api(
+        "GET",
+        "/api/v1/findings?status=open&check=certificate-shared",
+        None,
+    );
+    let finding = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["device"] == "clone-1" && f["check"] == "certificate-shared")
+        .cloned()
+        .unwrap();
+    let addresses = finding["evidence"]["sessions"]["addresses"].to_string();
+    assert!(
+        addresses.contains("127.0.0.1") && addresses.contains("127.0.0.2"),
+        "{finding}"
+    );
+    assert!(
+        finding["evidence"].get("key").is_none(),
+        "one device, one key: {finding}"
+    );
+}
