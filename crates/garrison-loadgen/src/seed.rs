@@ -16,6 +16,7 @@ use garrison_core::{
     device::CertificateKind,
     now_ms,
 };
+use garrison_sim::Weakness;
 use garrison_store::{
     Store,
     identity::{EnrollmentGrant, IssueRequest, NewBootstrapToken, NewCertificate},
@@ -47,17 +48,26 @@ fn record(tenant: &TenantId, action: &str, target: &str) -> AuditRecord {
 }
 
 /// Certificates signed by a throwaway CA: the audit reads their keys and validity, nothing
-/// verifies them against the server's CA.
-fn certificates(ids: &[DeviceId]) -> anyhow::Result<Vec<(String, String)>> {
+/// verifies them against the server's CA. Devices planned with a shared factory key get
+/// `shared_key` instead of a key of their own, as the simulator gives them.
+fn certificates(
+    devices: &[(DeviceId, bool)],
+    shared_key: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let _ = ca_cert;
-    ids.iter()
-        .map(|id| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    devices
+        .iter()
+        .map(|(id, shared)| {
+            let key = if *shared {
+                rcgen::KeyPair::from_pem(shared_key)?
+            } else {
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?
+            };
             let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
             params
                 .distinguished_name
@@ -102,9 +112,16 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
         .await?;
     let started = Instant::now();
     let far = now_ms() + 90 * 86_400_000;
+    // As the simulator's expiring-certificate token gives them: ten days.
+    let soon = now_ms() + 10 * 86_400_000;
+    let shared_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?.serialize_pem();
     for chunk in plan.chunks(args.batch.max(1)) {
-        let ids: Vec<DeviceId> = chunk.iter().map(|d| d.id.clone()).collect();
-        let certs = tokio::task::spawn_blocking(move || certificates(&ids)).await??;
+        let devices: Vec<(DeviceId, bool)> = chunk
+            .iter()
+            .map(|d| (d.id.clone(), d.weaknesses.contains(&Weakness::SharedKey)))
+            .collect();
+        let key = shared_key.clone();
+        let certs = tokio::task::spawn_blocking(move || certificates(&devices, &key)).await??;
         let batch: Vec<IssueRequest> = chunk
             .iter()
             .zip(certs)
@@ -119,7 +136,11 @@ pub(crate) async fn run(args: SeedArgs) -> anyhow::Result<()> {
                     subject: d.id.to_string(),
                     pem,
                     not_before: now_ms() - 1000,
-                    not_after: far,
+                    not_after: if d.weaknesses.contains(&Weakness::ExpiringCertificate) {
+                        soon
+                    } else {
+                        far
+                    },
                 },
                 audit: record(&tenant, "certificate.issue", d.id.as_str()),
             })
