@@ -143,6 +143,9 @@ pub struct BaselineSettings {
     pub min_peers: usize,
     /// Robust deviations (scaled MAD) above the median that make an anomaly.
     pub sensitivity: f64,
+    /// How often the learnt history is saved to the store, ms (it is also saved at
+    /// shutdown and restored at start); 0: only at shutdown.
+    pub save_interval_ms: u64,
 }
 
 impl Default for BaselineSettings {
@@ -153,9 +156,23 @@ impl Default for BaselineSettings {
             min_history: 10,
             min_peers: 4,
             sensitivity: 5.0,
+            save_interval_ms: 300_000,
         }
     }
 }
+
+/// The saved form of the history: metric names kept beside the values so a build that adds
+/// or reorders metrics restores what it still knows.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    format: u32,
+    window_ms: u64,
+    windows: u64,
+    metrics: Vec<String>,
+    devices: Vec<(String, Vec<Vec<f32>>)>,
+}
+
+const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Devices that are each other's peers: the same model running the same firmware.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -511,6 +528,85 @@ impl Baselines {
         anomalies
     }
 
+    /// The learnt history, for saving (CBOR, gzip). The open window is not included: it is
+    /// at most one window of counts, and judging it after a restart would compare a partial
+    /// window with whole ones.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            format: SNAPSHOT_FORMAT,
+            window_ms: self.settings.window_ms,
+            windows: self.windows,
+            metrics: Metric::ALL.iter().map(|m| m.name().to_owned()).collect(),
+            devices: self
+                .history
+                .iter()
+                .map(|(device, metrics)| {
+                    (
+                        device.to_string(),
+                        metrics
+                            .iter()
+                            .map(|h| h.iter().copied().collect())
+                            .collect(),
+                    )
+                })
+                .collect(),
+        };
+        let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if ciborium::into_writer(&snapshot, &mut out).is_err() {
+            return Vec::new();
+        }
+        out.finish().unwrap_or_default()
+    }
+
+    /// Restores a [`snapshot`](Baselines::snapshot), replacing the history; returns how many
+    /// devices it restored. A snapshot of another window length is refused (its windows would
+    /// not compare with these), as is one that cannot be read; each refusal says why.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        use std::io::Read;
+        let mut cbor = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .take(1 << 30)
+            .read_to_end(&mut cbor)
+            .map_err(|e| format!("the saved baselines are not gzip: {e}"))?;
+        let snapshot: Snapshot = ciborium::from_reader(cbor.as_slice())
+            .map_err(|e| format!("the saved baselines are unreadable: {e}"))?;
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "the saved baselines are format {}, this build reads {SNAPSHOT_FORMAT}",
+                snapshot.format
+            ));
+        }
+        if snapshot.window_ms != self.settings.window_ms {
+            return Err(format!(
+                "the saved baselines were learnt over {} ms windows, monitor.baselines.window is now {} ms",
+                snapshot.window_ms, self.settings.window_ms
+            ));
+        }
+        let columns: Vec<Option<Metric>> = snapshot
+            .metrics
+            .iter()
+            .map(|name| Metric::ALL.into_iter().find(|m| m.name() == name))
+            .collect();
+        let keep = self.settings.history;
+        self.history.clear();
+        for (device, values) in snapshot.devices {
+            let Ok(device) = DeviceId::new(device) else {
+                continue;
+            };
+            let mut history: [VecDeque<f32>; Metric::ALL.len()] =
+                std::array::from_fn(|_| VecDeque::new());
+            for (column, series) in columns.iter().zip(values) {
+                if let Some(metric) = column {
+                    let skip = series.len().saturating_sub(keep);
+                    history[metric.index()] = series.into_iter().skip(skip).collect();
+                }
+            }
+            self.history.insert(device, history);
+        }
+        self.windows = snapshot.windows;
+        Ok(self.history.len())
+    }
+
     /// Forgets every device `keep` says no (deleted from the fleet).
     pub fn retain_devices(&mut self, mut keep: impl FnMut(&DeviceId) -> bool) {
         self.open.retain(|d, _| keep(d));
@@ -557,6 +653,7 @@ mod tests {
             min_history: 5,
             min_peers: 4,
             sensitivity: 5.0,
+            save_interval_ms: 0,
         }
     }
 
@@ -713,5 +810,60 @@ mod tests {
             b.add(d, Metric::Connects, 1.0);
         }
         assert!(b.close(2000, group).is_empty());
+    }
+
+    #[test]
+    fn a_restored_history_judges_at_once_and_another_window_length_is_refused() {
+        let device = cams(1);
+        let alone = |_: &DeviceId| None;
+        let mut learnt = Baselines::new(settings(), 0);
+        assert!(
+            run(
+                &mut learnt,
+                &device,
+                12,
+                |_, w| 10.0 + (w % 3) as f64,
+                alone
+            )
+            .is_empty()
+        );
+        let saved = learnt.snapshot();
+
+        // After a restart with the saved history, a spike is judged by the device's own past.
+        let spike = |b: &mut Baselines| {
+            b.add(&device[0], Metric::MqttMessages, 500.0);
+            b.close(13_000, alone)
+        };
+        let mut restored = Baselines::new(settings(), 12_000);
+        assert_eq!(restored.restore(&saved), Ok(1));
+        assert_eq!(restored.status().windows, 12);
+        let found = spike(&mut restored);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].judged_by, JudgedBy::Own);
+        // Without it the device has no history and no peers: nothing can be judged.
+        assert!(spike(&mut Baselines::new(settings(), 12_000)).is_empty());
+
+        // History longer than now kept is trimmed to the newest windows.
+        let mut shorter = Baselines::new(
+            BaselineSettings {
+                history: 4,
+                ..settings()
+            },
+            0,
+        );
+        shorter.restore(&saved).unwrap();
+        assert_eq!(
+            shorter.history[&device[0]][Metric::MqttMessages.index()].len(),
+            4
+        );
+        let mut other = Baselines::new(
+            BaselineSettings {
+                window_ms: 2000,
+                ..settings()
+            },
+            0,
+        );
+        assert!(other.restore(&saved).unwrap_err().contains("window"));
+        assert!(other.restore(b"not gzip").is_err());
     }
 }

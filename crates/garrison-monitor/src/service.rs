@@ -100,8 +100,13 @@ pub struct Monitor {
     networks: HashMap<DeviceId, VecDeque<String>>,
     intel: SharedIntel,
     baselines: Option<Baselines>,
+    /// When the baselines were last saved.
+    baselines_saved_at: UnixMillis,
     hunts: Option<(mpsc::Receiver<Hunt>, u64)>,
 }
+
+/// The name the baselines are saved under ([`Store::monitor_state_put`]).
+const BASELINES_STATE: &str = "baselines";
 
 impl Monitor {
     /// A pipeline detecting with `detector` and responding through `responses`.
@@ -120,6 +125,7 @@ impl Monitor {
             networks: HashMap::new(),
             intel: SharedIntel::default(),
             baselines: None,
+            baselines_saved_at: garrison_core::now_ms(),
             hunts: None,
         }
     }
@@ -171,6 +177,7 @@ impl Monitor {
             Some((hunts, lookback)) => (Some(hunts), lookback),
             None => (None, 0),
         };
+        self.restore_baselines().await;
         loop {
             tokio::select! {
                 hunt = async {
@@ -191,7 +198,13 @@ impl Monitor {
                     Some(batch) => {
                         self.handle(batch).await;
                     }
-                    None => return,
+                    None => {
+                        // The intake has stopped: keep what was learnt for the next start.
+                        if let Some(save) = self.save_baselines() {
+                            let _ = save.await;
+                        }
+                        return;
+                    }
                 },
                 n = async {
                     match syslog.as_mut() {
@@ -408,7 +421,64 @@ impl Monitor {
         metrics::counter!("garrison_monitor_anomalies_total").increment(anomalies.len() as u64);
         let alerts = anomalies.iter().map(|a| self.anomaly_alert(a)).collect();
         self.raise(alerts, &mut outcome).await;
+        let every = self
+            .baselines
+            .as_ref()
+            .map_or(0, |b| b.settings().save_interval_ms);
+        if every > 0 && now.saturating_sub(self.baselines_saved_at) >= every as i64 {
+            // Written in the background: detection waits only for the encoding.
+            drop(self.save_baselines());
+        }
         outcome
+    }
+
+    /// Loads the baselines saved by a previous run, if any and if they fit the settings.
+    pub async fn restore_baselines(&mut self) {
+        let Some(baselines) = self.baselines.as_mut() else {
+            return;
+        };
+        match self
+            .store
+            .monitor_state_get(&self.tenant, BASELINES_STATE)
+            .await
+        {
+            Ok(Some((bytes, saved_at))) => match baselines.restore(&bytes) {
+                Ok(devices) => tracing::info!(
+                    devices,
+                    saved_at = %garrison_core::format_ms(saved_at),
+                    "Restored behaviour baselines"
+                ),
+                Err(reason) => tracing::warn!(
+                    %reason,
+                    "Starting behaviour baselines afresh; devices are judged by their peers until they have history again"
+                ),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "Cannot read the saved behaviour baselines"),
+        }
+    }
+
+    /// Saves the baselines' history; the returned task does the store write.
+    pub fn save_baselines(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let baselines = self.baselines.as_ref()?;
+        let now = garrison_core::now_ms();
+        self.baselines_saved_at = now;
+        let snapshot = baselines.snapshot();
+        let (store, tenant) = (self.store.clone(), self.tenant.clone());
+        Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match store
+                .monitor_state_put(&tenant, BASELINES_STATE, &snapshot, now)
+                .await
+            {
+                Ok(()) => {
+                    metrics::histogram!("garrison_monitor_baseline_save_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    tracing::debug!(bytes = snapshot.len(), "Saved behaviour baselines");
+                }
+                Err(e) => tracing::error!(error = %e, "Cannot save the behaviour baselines"),
+            }
+        }))
     }
 
     fn anomaly_alert(&self, anomaly: &Anomaly) -> NewAlert {

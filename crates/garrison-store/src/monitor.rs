@@ -409,4 +409,21 @@ pub trait MonitorStore: Send + Sync {
         name: &str,
         audit: AuditRecord,
     ) -> StoreResult<bool>;
+
+    /// Saves learnt monitoring state under `name` (behaviour baselines), replacing the
+    /// previous save. Not audited: it is the monitor's memory, not an operator's action.
+    async fn monitor_state_put(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        state: &[u8],
+        saved_at: UnixMillis,
+    ) -> StoreResult<()>;
+
+    /// The state last saved under `name`, and when.
+    async fn monitor_state_get(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> StoreResult<Option<(Vec<u8>, UnixMillis)>>;
 }

@@ -650,6 +650,43 @@ macro_rules! impl_monitor_store {
                 rows.into_iter().map($crate::sql_monitor::intel_source_from_row).collect()
             }
 
+            async fn monitor_state_put(
+                &self,
+                tenant: &garrison_core::TenantId,
+                name: &str,
+                state: &[u8],
+                saved_at: garrison_core::UnixMillis,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO monitor_state (tenant, name, state, saved_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, \
+                     saved_at = excluded.saved_at",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(state)
+                .bind(saved_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn monitor_state_get(
+                &self,
+                tenant: &garrison_core::TenantId,
+                name: &str,
+            ) -> $crate::StoreResult<Option<(Vec<u8>, garrison_core::UnixMillis)>> {
+                Ok(sqlx::query_as(
+                    "SELECT state, saved_at FROM monitor_state WHERE tenant = $1 AND name = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn intel_source_delete(
                 &self,
                 tenant: &garrison_core::TenantId,

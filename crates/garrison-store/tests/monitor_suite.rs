@@ -446,3 +446,51 @@ async fn intel_sources_are_kept_replaced_and_removed(store: Arc<dyn Store>, _t: 
     assert_eq!(json(&replace.after)["indicators"], 2);
     assert!(!replace.after.as_deref().unwrap().contains("198.51"));
 }
+
+both!(monitor_state_is_replaced_whole_per_tenant_and_name);
+async fn monitor_state_is_replaced_whole_per_tenant_and_name(store: Arc<dyn Store>, _t: Tamper) {
+    let other = garrison_core::TenantId::new("other").unwrap();
+    assert_eq!(
+        store
+            .monitor_state_get(&tenant(), "baselines")
+            .await
+            .unwrap(),
+        None
+    );
+    // Binary state, including bytes that are not text and a NUL.
+    let first: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    store
+        .monitor_state_put(&tenant(), "baselines", &first, 1_000)
+        .await
+        .unwrap();
+    store
+        .monitor_state_put(&other, "baselines", b"\0other", 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .monitor_state_get(&tenant(), "baselines")
+            .await
+            .unwrap(),
+        Some((first, 1_000))
+    );
+    store
+        .monitor_state_put(&tenant(), "baselines", b"second", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .monitor_state_get(&tenant(), "baselines")
+            .await
+            .unwrap(),
+        Some((b"second".to_vec(), 2_000))
+    );
+    assert_eq!(
+        store.monitor_state_get(&other, "baselines").await.unwrap(),
+        Some((b"\0other".to_vec(), 1_500))
+    );
+    assert_eq!(
+        store.monitor_state_get(&tenant(), "other").await.unwrap(),
+        None
+    );
+}

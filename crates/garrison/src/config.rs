@@ -127,6 +127,9 @@ pub struct BaselinesConfig {
     pub min_peers: usize,
     /// Robust deviations (scaled MAD) above the median that make an anomaly.
     pub sensitivity: f64,
+    /// How often the learnt history is saved (also at shutdown); 0s: only at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub save_interval: Duration,
 }
 
 impl Default for BaselinesConfig {
@@ -139,6 +142,7 @@ impl Default for BaselinesConfig {
             min_history: d.min_history,
             min_peers: d.min_peers,
             sensitivity: d.sensitivity,
+            save_interval: Duration::from_millis(d.save_interval_ms),
         }
     }
 }
@@ -152,6 +156,7 @@ impl BaselinesConfig {
             min_history: self.min_history,
             min_peers: self.min_peers,
             sensitivity: self.sensitivity,
+            save_interval_ms: u64::try_from(self.save_interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

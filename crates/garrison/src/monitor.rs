@@ -125,6 +125,8 @@ pub struct Monitoring {
     pub intel: IntelService,
     /// Filled in once the broker runs, so responses can disconnect devices.
     pub broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
+    /// The detection pipeline: it ends after the intake, once it has saved its baselines.
+    pub pipeline: tokio::task::JoinHandle<()>,
 }
 
 /// What the monitor consumes.
@@ -178,11 +180,12 @@ pub async fn start(
     if config.baselines.enabled {
         monitor = monitor.with_baselines(config.baselines.settings());
     }
-    tokio::spawn(monitor.run(inputs.observations, inputs.syslog));
+    let pipeline = tokio::spawn(monitor.run(inputs.observations, inputs.syslog));
     tokio::spawn(responses.clone().run_expiry(config.expiry_check));
     Ok(Monitoring {
         responses,
         intel,
         broker,
+        pipeline,
     })
 }

@@ -31,6 +31,8 @@ pub(crate) struct Server {
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
     crl_refresher: tokio::task::JoinHandle<()>,
+    /// The detection pipeline, which ends after the intake (saving its baselines).
+    pipeline: Option<tokio::task::JoinHandle<()>>,
     _syslog: Option<garrison_syslog::SyslogListeners>,
     _lock: std::fs::File,
     /// The HTTPS address.
@@ -293,6 +295,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     let listener = garrison_api::bind(settings.listen).await?;
     let api_addr = listener.local_addr()?;
     Ok(Server {
+        pipeline: monitoring.map(|m| m.pipeline),
         mqtt_addr: broker.as_ref().map(|b| b.local_addr()),
         config,
         store,
@@ -385,6 +388,13 @@ impl Server {
             .is_err()
         {
             tracing::error!("The intake did not finish writing within 60 s; stopping anyway");
+        }
+        if let Some(pipeline) = self.pipeline
+            && tokio::time::timeout(Duration::from_secs(30), pipeline)
+                .await
+                .is_err()
+        {
+            tracing::error!("Detection did not finish within 30 s; stopping anyway");
         }
         self.store.close().await;
         tracing::info!("Garrison stopped; storage flushed");

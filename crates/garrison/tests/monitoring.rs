@@ -68,7 +68,13 @@ fn sim_reporting_every(
                 "--weak-share",
                 "0",
             ])
-            .args(["--scenario", scenario])
+            .args(
+                Some(scenario)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| ["--scenario", s])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(home.join("sim.log")).unwrap(),
@@ -1410,4 +1416,68 @@ action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
             .contains("Failed password for root from 203.0.113.400"),
         "the last failure is the evidence: {event}"
     );
+}
+
+/// A gauge from `/metrics` (Prometheus text), read with curl.
+fn gauge(est: &Est<'_>, name: &str) -> Option<f64> {
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(est.ca)
+        .args(["-H", &format!("Authorization: Bearer {}", est.token)])
+        .arg(format!("{}/metrics", est.url))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let value = l.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+#[test]
+fn baselines_learnt_before_a_restart_are_there_after_it() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let env = [
+        ("GARRISON_BROKER__MAX_CONNECTS_PER_MINUTE_PER_SOURCE", "0"),
+        ("GARRISON_MONITOR__BASELINES__WINDOW", "1s"),
+        ("GARRISON_MONITOR__BASELINES__MIN_HISTORY", "3"),
+        // Only the save at shutdown: what comes back can have come from nowhere else.
+        ("GARRISON_MONITOR__BASELINES__SAVE_INTERVAL", "0s"),
+    ];
+    let server = start_with_env(home, &env);
+    let ca = home.join("garrison-data/ca.pem");
+    let est = est_for(&server, home, &ca);
+    let sim = sim_reporting_every(home, &server, &est, 6, "", "1s");
+    wait_for(
+        "six devices with a baseline",
+        Duration::from_secs(60),
+        || (gauge(&est, "garrison_monitor_baseline_mature_devices")? >= 6.0).then_some(()),
+    );
+    drop(sim);
+
+    // A graceful stop saves; the next start restores. No device connects after the restart,
+    // so without the saved history the monitor would know none.
+    let mut server = server;
+    let password = server.password.clone();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(wait_exit(&mut server.child).success());
+    drop(server);
+    let mut server = start_with_env(home, &env);
+    server.password = password;
+    let est = est_for(&server, home, &ca);
+    let mature = wait_for(
+        "the first window after the restart",
+        Duration::from_secs(30),
+        || gauge(&est, "garrison_monitor_baseline_mature_devices"),
+    );
+    assert!(mature >= 6.0, "restored {mature} mature devices");
+    let log = std::fs::read_to_string(home.join("server.log")).unwrap_or_default();
+    assert!(log.contains("Restored behaviour baselines"), "{log}");
 }
