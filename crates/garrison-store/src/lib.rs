@@ -23,7 +23,9 @@ mod sql;
 mod sql_identity;
 mod sql_inventory;
 mod sql_monitor;
+mod sql_updates;
 mod sqlite;
+pub mod updates;
 
 use std::sync::Arc;
 
@@ -58,7 +60,9 @@ pub struct AuditVerification {
 /// Everything Garrison persists. Implementations must be safe to share between tasks and, for
 /// PostgreSQL, between several server processes.
 #[async_trait]
-pub trait Store: IdentityStore + InventoryStore + MonitorStore + Send + Sync + 'static {
+pub trait Store:
+    IdentityStore + InventoryStore + MonitorStore + updates::UpdateStore + Send + Sync + 'static
+{
     /// Which backend this is.
     fn backend(&self) -> Backend;
 

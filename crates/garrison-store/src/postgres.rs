@@ -14,7 +14,7 @@ use sqlx::{
 use crate::{
     Backend, StoreError, StoreResult, redact_url, sql::impl_store,
     sql_identity::impl_identity_store, sql_inventory::impl_inventory_store,
-    sql_monitor::impl_monitor_store,
+    sql_monitor::impl_monitor_store, sql_updates::impl_update_store,
 };
 
 /// Advisory lock key for audit-chain appends ("GARRISON" in ASCII, truncated to fit).
@@ -114,3 +114,4 @@ impl_store!(PostgresStore, Postgres, Backend::Postgres);
 impl_identity_store!(PostgresStore, Postgres);
 impl_inventory_store!(PostgresStore, Postgres);
 impl_monitor_store!(PostgresStore, Postgres);
+impl_update_store!(PostgresStore, Postgres);

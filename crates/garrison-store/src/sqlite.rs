@@ -16,6 +16,7 @@ use sqlx::{
 use crate::{
     Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store,
     sql_inventory::impl_inventory_store, sql_monitor::impl_monitor_store,
+    sql_updates::impl_update_store,
 };
 
 /// The SQLite store.
@@ -102,3 +103,4 @@ impl_store!(SqliteStore, Sqlite, Backend::Sqlite);
 impl_identity_store!(SqliteStore, Sqlite);
 impl_inventory_store!(SqliteStore, Sqlite);
 impl_monitor_store!(SqliteStore, Sqlite);
+impl_update_store!(SqliteStore, Sqlite);
