@@ -107,6 +107,7 @@ struct Inner {
     responses: OnceLock<garrison_monitor::ResponseService>,
     forwarder: OnceLock<garrison_inventory::forward::Forwarder>,
     intel: OnceLock<garrison_monitor::feeds::IntelService>,
+    releases: OnceLock<garrison_releases::Releases>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -140,6 +141,7 @@ impl ApiState {
                 responses: OnceLock::new(),
                 forwarder: OnceLock::new(),
                 intel: OnceLock::new(),
+                releases: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -180,6 +182,17 @@ impl ApiState {
     /// Opens the HTTP intake (`POST /api/v1/intake/messages`) into `forwarder`.
     pub fn attach_intake(&self, forwarder: garrison_inventory::forward::Forwarder) {
         let _ = self.inner.forwarder.set(forwarder);
+    }
+
+    /// Opens the release repository (`/api/v1/updates/…`).
+    pub fn attach_releases(&self, releases: garrison_releases::Releases) {
+        let _ = self.inner.releases.set(releases);
+    }
+
+    pub(crate) fn releases(&self) -> ApiResult<&garrison_releases::Releases> {
+        self.inner.releases.get().ok_or_else(|| {
+            ApiError::unavailable("the release repository is not running on this server")
+        })
     }
 
     /// Lets the API import and remove threat-intelligence sources.
@@ -275,6 +288,7 @@ pub fn metrics_handle() -> PrometheusHandle {
         (name = "monitoring", description = "Monitoring and response: alerts, response actions, playbooks"),
         (name = "intake", description = "Device messages forwarded by gateways and collectors"),
         (name = "intel", description = "Threat-intelligence sources: import, list, remove"),
+        (name = "updates", description = "Signed updates: the pinned trust root, artifacts, releases"),
         (name = "certificates", description = "Certificates Garrison issued: inspect, revoke, expiry"),
         (name = "enrollment", description = "Bootstrap tokens, claim certificates and the approval queue"),
         (name = "system", description = "Health, readiness, metrics, server information"),
@@ -304,9 +318,11 @@ impl utoipa::Modify for SecurityAddon {
 pub fn app(state: ApiState) -> Router {
     let (public, public_spec) = routes::public().split_for_parts();
     let (protected, protected_spec) = routes::protected().split_for_parts();
+    let (streaming, streaming_spec) = routes::streaming().split_for_parts();
     let mut spec = ApiDoc::openapi();
     spec.merge(public_spec);
     spec.merge(protected_spec);
+    spec.merge(streaming_spec);
     let _ = state.inner.spec.set(spec);
 
     let limit = state.settings().max_body_bytes;
@@ -314,7 +330,15 @@ pub fn app(state: ApiState) -> Router {
         state.clone(),
         middleware::require_auth,
     ));
-    Router::new()
+    // Uploads of artifacts are streamed to storage, which enforces its own size limit; they
+    // are exempt from the body limit and the request timeout every other route has.
+    let streaming = streaming
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::require_auth,
+        ))
+        .layer(DefaultBodyLimit::disable());
+    let bounded = Router::new()
         .merge(public)
         .merge(protected)
         .merge(est::routes())
@@ -329,7 +353,10 @@ pub fn app(state: ApiState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.settings().request_timeout,
-        ))
+        ));
+    Router::new()
+        .merge(streaming)
+        .merge(bounded)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -355,5 +382,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut spec = ApiDoc::openapi();
     spec.merge(routes::public().into_openapi());
     spec.merge(routes::protected().into_openapi());
+    spec.merge(routes::streaming().into_openapi());
     spec
 }

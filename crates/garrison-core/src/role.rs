@@ -62,6 +62,11 @@ pub enum Permission {
     IntakeWrite,
     /// Import and remove threat-intelligence sources.
     IntelWrite,
+    /// Upload update artifacts and publish signed releases.
+    ReleasesWrite,
+    /// Pin or rotate the update trust root devices pin (admins only: it decides which keys
+    /// may sign software for the fleet).
+    TrustRootWrite,
 }
 
 impl Permission {
@@ -82,6 +87,8 @@ impl Permission {
         Permission::ResponseWrite,
         Permission::IntakeWrite,
         Permission::IntelWrite,
+        Permission::ReleasesWrite,
+        Permission::TrustRootWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -102,6 +109,8 @@ impl Permission {
             Permission::ResponseWrite => "response:write",
             Permission::IntakeWrite => "intake:write",
             Permission::IntelWrite => "intel:write",
+            Permission::ReleasesWrite => "releases:write",
+            Permission::TrustRootWrite => "trust-root:write",
         }
     }
 
@@ -145,6 +154,7 @@ impl Role {
                     | P::AlertsWrite
                     | P::ResponseWrite
                     | P::IntelWrite
+                    | P::ReleasesWrite
             ),
             // Analysts triage: they may run the audit, suppress findings and work alerts, but
             // act on devices only through operators.

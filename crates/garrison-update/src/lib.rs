@@ -33,4 +33,4 @@ pub use error::UpdateError;
 pub use keys::{Algorithm, KeyId, PublicKey, SigningKey};
 pub use manifest::{Artifact, MAX_ARTIFACTS, Manifest, SignedManifest};
 pub use root::{KeyRole, TrustRoot};
-pub use verify::{ArtifactCheck, DeviceState, Sha256Stream, verify_manifest};
+pub use verify::{ArtifactCheck, DeviceState, Sha256Stream, verify_manifest, verify_release};

@@ -21,14 +21,43 @@ pub struct DeviceState {
     pub installed_sequence: u64,
 }
 
-/// Verifies a signed manifest for `device` at `now_ms`: the root is not expired, the
-/// signature is by a release key the root lists and verifies, the manifest is well formed
-/// and not expired, it is for this vendor and class, and its sequence number is above the
+/// Verifies a signed manifest for `device` at `now_ms`: [`verify_release`]'s checks, then
+/// that it is for this vendor and class, and its sequence number is above the
 /// installed one — a validly signed older release is still refused.
 pub fn verify_manifest(
     root: &TrustRoot,
     bytes: &[u8],
     device: &DeviceState,
+    now_ms: i64,
+) -> Result<Manifest, UpdateError> {
+    let manifest = verify_release(root, bytes, now_ms)?;
+    for (field, offered, expected) in [
+        ("vendor", &manifest.vendor, &device.vendor),
+        ("class", &manifest.class, &device.class),
+    ] {
+        if offered != expected {
+            return Err(UpdateError::WrongTarget {
+                field,
+                offered: offered.clone(),
+                expected: expected.clone(),
+            });
+        }
+    }
+    if manifest.sequence <= device.installed_sequence {
+        return Err(UpdateError::Rollback {
+            offered: manifest.sequence,
+            installed: device.installed_sequence,
+        });
+    }
+    Ok(manifest)
+}
+
+/// The checks that do not depend on a device — what the server makes before it publishes a
+/// release: the root is not expired, the signature is by a release key the root lists and
+/// verifies, and the manifest is well formed and not expired.
+pub fn verify_release(
+    root: &TrustRoot,
+    bytes: &[u8],
     now_ms: i64,
 ) -> Result<Manifest, UpdateError> {
     if let Some(expired_at) = root.expires_at
@@ -65,24 +94,6 @@ pub fn verify_manifest(
         return Err(UpdateError::Expired {
             what: "manifest",
             expired_at,
-        });
-    }
-    for (field, offered, expected) in [
-        ("vendor", &manifest.vendor, &device.vendor),
-        ("class", &manifest.class, &device.class),
-    ] {
-        if offered != expected {
-            return Err(UpdateError::WrongTarget {
-                field,
-                offered: offered.clone(),
-                expected: expected.clone(),
-            });
-        }
-    }
-    if manifest.sequence <= device.installed_sequence {
-        return Err(UpdateError::Rollback {
-            offered: manifest.sequence,
-            installed: device.installed_sequence,
         });
     }
     Ok(manifest)

@@ -50,6 +50,24 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// `[syslog]`
     pub syslog: SyslogConfig,
+    /// `[updates]`
+    pub updates: UpdatesConfig,
+}
+
+/// `[updates]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// Largest artifact accepted, bytes.
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        UpdatesConfig {
+            max_artifact_bytes: 4 * 1024 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[syslog]`
@@ -418,6 +436,7 @@ impl Default for Config {
             posture: PostureConfig::default(),
             monitor: MonitorConfig::default(),
             syslog: SyslogConfig::default(),
+            updates: UpdatesConfig::default(),
         }
     }
 }

@@ -287,6 +287,19 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     }
     state.attach_inventory(inventory.service.clone(), inventory.posture.clone());
     state.attach_intake(inventory.forwarder.clone());
+    let releases = garrison_releases::Releases::open(
+        store.clone(),
+        tenant.clone(),
+        settings.data_dir.join("artifacts"),
+        config.updates.max_artifact_bytes,
+    )
+    .with_context(|| {
+        format!(
+            "cannot create the artifact directory in {}",
+            settings.data_dir.display()
+        )
+    })?;
+    state.attach_releases(releases);
     if let Some(m) = &monitoring {
         state.attach_monitor(m.responses.clone());
         state.attach_intel(m.intel.clone());

@@ -258,3 +258,332 @@ fn releases_are_signed_offline_verified_by_devices_and_by_pycose() {
     );
     assert!(success, "release-2 is trusted under root v2: {out}{err}");
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    let mut s = garrison_update::Sha256Stream::default();
+    s.update(data);
+    s.finish().0
+}
+
+/// Downloads `path` with curl, optionally a byte range; returns (status, body).
+fn download(est: &Est<'_>, path: &str, range: Option<&str>, out: &Path) -> (u16, Vec<u8>) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o"])
+        .arg(out)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(est.ca)
+        .args(["-H", &format!("Authorization: Bearer {}", est.token)]);
+    if let Some(r) = range {
+        cmd.args(["-r", r]);
+    }
+    let (_, code, err) = run(cmd.arg(format!("{}{path}", est.url)), None);
+    (
+        code.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{code}{err}")),
+        std::fs::read(out).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn the_server_publishes_only_verified_releases_and_serves_their_artifacts_with_ranges() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start_with_env(h, &[("GARRISON_UPDATES__MAX_ARTIFACT_BYTES", "4000000")]);
+    let ca = h.join("garrison-data/ca.pem");
+    let est = est_for(&server, h, &ca);
+    let token = est.token.clone();
+
+    // Offline: keys, a root, a release of a 3 MB image.
+    for key in ["root", "release", "rogue"] {
+        ok(h, &["release", "keygen", key]);
+    }
+    ok(
+        h,
+        &[
+            "release",
+            "root",
+            "--root-key",
+            "root.pub",
+            "--release-key",
+            "release.pub",
+            "--sign-with",
+            "root.key",
+            "--out",
+            "root.cose",
+        ],
+    );
+    let image: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir(h.join("dist")).unwrap();
+    std::fs::write(h.join("dist/rootfs.swu"), &image).unwrap();
+    let sign = |key: &str, sequence: &str, out: &str| {
+        ok(
+            h,
+            &[
+                "release",
+                "sign",
+                "--key",
+                key,
+                "--vendor",
+                "acme",
+                "--model",
+                "AV-CAM-220",
+                "--sequence",
+                sequence,
+                "--version",
+                "5.7.0",
+                "dist/rootfs.swu",
+                "--out",
+                out,
+            ],
+        );
+    };
+    sign("release.key", "57", "cam-57.cose");
+    sign("rogue.key", "58", "rogue.cose");
+    let digest = sha256_hex(&image);
+
+    // Nothing is published before a root is pinned.
+    let (status, body) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("cam-57.cose"),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("no trust root"),
+        "{body}"
+    );
+    let (status, root) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &token,
+        "application/cose",
+        &h.join("root.cose"),
+    );
+    assert_eq!(status, 200, "{root}");
+    assert_eq!(root["version"], 1);
+    let (status, body) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &token,
+        "application/cose",
+        &h.join("cam-57.cose"),
+    );
+    assert_eq!(status, 400, "a manifest is not a root: {body}");
+
+    // The artifact must be uploaded first, under its own digest.
+    let (status, body) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("cam-57.cose"),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not uploaded"),
+        "{body}"
+    );
+    let wrong = "0".repeat(64);
+    let (status, body) = est.send_file(
+        "PUT",
+        &format!("/api/v1/updates/artifacts/{wrong}"),
+        &token,
+        "application/octet-stream",
+        &h.join("dist/rootfs.swu"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains(&digest),
+        "{body}"
+    );
+    let (status, _) = download(
+        &est,
+        &format!("/api/v1/updates/artifacts/{wrong}"),
+        None,
+        &h.join("none"),
+    );
+    assert_eq!(status, 404, "nothing kept from a refused upload");
+    std::fs::write(h.join("big.bin"), vec![1u8; 4_000_001]).unwrap();
+    let (status, body) = est.send_file(
+        "PUT",
+        &format!(
+            "/api/v1/updates/artifacts/{}",
+            sha256_hex(&vec![1u8; 4_000_001])
+        ),
+        &token,
+        "application/octet-stream",
+        &h.join("big.bin"),
+    );
+    assert_eq!(status, 413, "{body}");
+    let artifact = format!("/api/v1/updates/artifacts/{digest}");
+    let (status, body) = est.send_file(
+        "PUT",
+        &artifact,
+        &token,
+        "application/octet-stream",
+        &h.join("dist/rootfs.swu"),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["size"], 3_000_000);
+    let (status, _) = est.send_file(
+        "PUT",
+        &artifact,
+        &token,
+        "application/octet-stream",
+        &h.join("dist/rootfs.swu"),
+    );
+    assert_eq!(status, 200, "the same content again is a no-op");
+    let leftovers: Vec<_> = std::fs::read_dir(h.join("garrison-data/artifacts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from(&digest)],
+        "no temporary files left"
+    );
+
+    // Publish: once; forgeries and unknown keys refused.
+    let (status, release) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("cam-57.cose"),
+    );
+    assert_eq!(status, 201, "{release}");
+    assert_eq!(
+        (release["model"].as_str(), release["sequence"].as_i64()),
+        (Some("AV-CAM-220"), Some(57))
+    );
+    let (status, body) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("cam-57.cose"),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("rogue.cose"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("does not list"),
+        "{body}"
+    );
+    let mut forged = std::fs::read(h.join("cam-57.cose")).unwrap();
+    let at = forged.windows(5).position(|w| w == b"5.7.0").unwrap();
+    forged[at] = b'6';
+    std::fs::write(h.join("forged.cose"), &forged).unwrap();
+    let (status, body) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("forged.cose"),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // Served: the list, the manifest exactly as signed, the artifact whole and in ranges.
+    let (status, list) = est.api("GET", "/api/v1/updates/releases", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let id = release["id"].as_str().unwrap();
+    let (status, manifest) = download(
+        &est,
+        &format!("/api/v1/updates/releases/{id}/manifest"),
+        None,
+        &h.join("got.cose"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(manifest, std::fs::read(h.join("cam-57.cose")).unwrap());
+    let report = ok(h, &["release", "verify", "--root", "root.cose", "got.cose"]);
+    assert!(report.contains("verified"), "{report}");
+    let (status, whole) = download(&est, &artifact, None, &h.join("whole.bin"));
+    assert_eq!((status, whole.len()), (200, image.len()));
+    assert_eq!(sha256_hex(&whole), digest);
+    let (status, part) = download(
+        &est,
+        &artifact,
+        Some("1000000-1999999"),
+        &h.join("part.bin"),
+    );
+    assert_eq!(status, 206);
+    assert_eq!(part, image[1_000_000..2_000_000]);
+    let (status, _) = download(&est, &artifact, Some("5000000-5000001"), &h.join("bad.bin"));
+    assert_eq!(status, 416);
+
+    // Rotation through the API: the next version with both thresholds; never twice.
+    ok(h, &["release", "keygen", "root-2"]);
+    ok(
+        h,
+        &[
+            "release",
+            "root",
+            "--previous",
+            "root.cose",
+            "--root-key",
+            "root-2.pub",
+            "--release-key",
+            "release.pub",
+            "--sign-with",
+            "root.key",
+            "--sign-with",
+            "root-2.key",
+            "--out",
+            "root-v2.cose",
+        ],
+    );
+    let (status, root) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &token,
+        "application/cose",
+        &h.join("root-v2.cose"),
+    );
+    assert_eq!(status, 200, "{root}");
+    assert_eq!(root["version"], 2);
+    let (status, body) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &token,
+        "application/cose",
+        &h.join("root-v2.cose"),
+    );
+    assert_eq!(status, 400, "v2 does not follow v2: {body}");
+    let (status, _) = download(
+        &est,
+        "/api/v1/updates/root/document",
+        None,
+        &h.join("pinned.cose"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        std::fs::read(h.join("pinned.cose")).unwrap(),
+        std::fs::read(h.join("root-v2.cose")).unwrap()
+    );
+
+    // Every change is in the audit log.
+    let (_, audit) = est.api("GET", "/api/v1/audit?limit=100", None);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "update.root.pin",
+        "update.artifact.upload",
+        "update.release.publish",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}

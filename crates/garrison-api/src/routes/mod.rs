@@ -13,6 +13,7 @@ mod operators;
 mod posture;
 mod system;
 mod tokens;
+mod updates;
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -27,6 +28,15 @@ pub(crate) fn public() -> OpenApiRouter<ApiState> {
 }
 
 /// Everything else; the caller layer in [`crate::app`] authenticates all of it.
+/// Authenticated routes whose bodies are streamed: exempt from the body limit, the whole-body
+/// read and the request timeout of [`protected`] (they bound what they read themselves).
+pub(crate) fn streaming() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(
+        updates::upload_artifact,
+        updates::download_artifact
+    ))
+}
+
 pub(crate) fn protected() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(auth::logout))
@@ -82,6 +92,11 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(intake::messages))
         .routes(routes!(intel::sources))
         .routes(routes!(intel::import, intel::delete))
+        .routes(routes!(updates::root, updates::pin_root))
+        .routes(routes!(updates::root_document))
+        .routes(routes!(updates::releases, updates::publish))
+        .routes(routes!(updates::release))
+        .routes(routes!(updates::manifest))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
         .routes(routes!(devices::rotate))
