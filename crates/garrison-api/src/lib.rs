@@ -335,7 +335,7 @@ pub fn app(state: ApiState) -> Router {
     let streaming = streaming
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::require_auth,
+            middleware::require_auth_streaming,
         ))
         .layer(DefaultBodyLimit::disable());
     let bounded = Router::new()

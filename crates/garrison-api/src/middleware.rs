@@ -33,9 +33,44 @@ pub(crate) async fn read_whole_body(
 /// authenticated whether or not its handler asks for the caller.
 pub(crate) async fn require_auth(
     State(state): State<ApiState>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
+    match authenticate(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// Reads (and drops) up to 64 MiB of a refused streamed upload before answering: an answer
+/// sent while the client is still sending makes HTTP/2 reset the stream, and clients (curl)
+/// then report a transport failure instead of the refusal. Larger bodies are cut off.
+pub(crate) async fn drain(body: axum::body::Body) {
+    let _ = axum::body::to_bytes(body, 64 * 1024 * 1024).await;
+}
+
+/// [`require_auth`] for routes whose bodies are streamed (and so not read beforehand): a
+/// refused request's body is [`drain`]ed first, so clients see the 401.
+pub(crate) async fn require_auth_streaming(
+    State(state): State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let probe = Request::from_parts(parts.clone(), axum::body::Body::empty());
+    match authenticate(&state, probe).await {
+        Ok(authenticated) => {
+            let (parts, _) = authenticated.into_parts();
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(refusal) => {
+            drain(body).await;
+            refusal
+        }
+    }
+}
+
+async fn authenticate(state: &ApiState, mut req: Request) -> Result<Request, Response> {
     let source = req.extensions().get::<ClientAddr>().map(|a| a.0.ip());
     let token = req
         .headers()
@@ -46,17 +81,17 @@ pub(crate) async fn require_auth(
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
     let Some(token) = token else {
-        return ApiError::unauthenticated(
+        return Err(ApiError::unauthenticated(
             "authentication required: send `Authorization: Bearer <token>` (get one with `garrison login`)",
         )
-        .into_response();
+        .into_response());
     };
     match state.inner.auth.authenticate(token, source).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            Ok(req)
         }
-        Err(e) => e.into_response(),
+        Err(e) => Err(e.into_response()),
     }
 }
 

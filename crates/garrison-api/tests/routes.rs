@@ -135,6 +135,15 @@ async fn fixture(settings: ApiSettings) -> Fixture {
     .await
     .unwrap();
     state.attach_intel(intel);
+    state.attach_releases(
+        garrison_releases::Releases::open(
+            store.clone(),
+            TenantId::default(),
+            dir.path().join("artifacts"),
+            1 << 20,
+        )
+        .unwrap(),
+    );
     let intake = tokio::sync::mpsc::channel(1024);
     state.attach_intake(garrison_inventory::forward::Forwarder::new(
         &intake.0,

@@ -220,7 +220,9 @@ impl Releases {
             // GET or HEAD to skip the upload.)
             let mut read = 0u64;
             while let Some(chunk) = body.next().await {
-                read += chunk.map_err(|e| ReleaseError::Upload(e.to_string()))?.len() as u64;
+                read += chunk
+                    .map_err(|e| ReleaseError::Upload(e.to_string()))?
+                    .len() as u64;
                 if read > self.inner.max_artifact_bytes {
                     break;
                 }

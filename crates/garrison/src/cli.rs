@@ -93,8 +93,9 @@ pub enum Command {
     /// Sigma rule tooling for rule authors: lint, test against events (local files, no server).
     #[command(subcommand)]
     Rules(crate::rules_cli::RulesCommand),
-    /// Signed releases, on the machine holding the keys (no server needed): signing keys, the
-    /// trust root devices pin, signing and verifying release manifests.
+    /// Signed releases: on the machine holding the keys (no server needed) signing keys, the
+    /// trust root devices pin, signing and verifying manifests; on a server, pinning the root,
+    /// publishing releases with their artifacts, listing them.
     #[command(subcommand)]
     Release(crate::release_cli::ReleaseCommand),
     /// Run the device agent on this machine (the same as the standalone `garrison-agent`).
@@ -1036,7 +1037,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Playbook(command) => crate::monitor_cli::playbook(command).await,
         Command::Intel(command) => crate::monitor_cli::intel(command).await,
         Command::Rules(command) => crate::rules_cli::run(command),
-        Command::Release(command) => crate::release_cli::run(command),
+        Command::Release(command) => crate::release_cli::run(command).await,
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;
             Ok(ExitCode::SUCCESS)

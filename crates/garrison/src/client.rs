@@ -224,6 +224,81 @@ impl Remote {
             .with_context(|| format!("the server sent invalid JSON for {path}"))
     }
 
+    /// Whether `path` exists (a `HEAD` answered 2xx; 404 is `false`, anything else an error).
+    pub(crate) async fn exists(&self, path: &str) -> anyhow::Result<bool> {
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let mut req = self.http.head(&url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            status => Err(ApiFailure {
+                status,
+                code: "error".into(),
+                message: format!("HEAD {path} failed"),
+            }
+            .into()),
+        }
+    }
+
+    /// Streams the file at `file` as the body of `PUT path`, advancing `progress` as it goes;
+    /// the answer as JSON. No overall timeout: large files take as long as they take.
+    pub(crate) async fn upload_file(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+        progress: indicatif::ProgressBar,
+    ) -> anyhow::Result<Value> {
+        use tokio::io::AsyncReadExt;
+        let handle = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let chunks = futures_util::stream::unfold(handle, move |mut f| {
+            let progress = progress.clone();
+            async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                match f.read(&mut buf).await {
+                    Ok(0) => {
+                        progress.finish_and_clear();
+                        None
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        progress.inc(n as u64);
+                        Some((Ok::<_, std::io::Error>(buf), f))
+                    }
+                    Err(e) => Some((Err(e), f)),
+                }
+            }
+        });
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let mut req = self
+            .http
+            .put(&url)
+            .timeout(std::time::Duration::from_secs(24 * 3600))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(chunks));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot upload {} to {url}", file.display()))?;
+        Self::answer(resp).await.and_then(|text| {
+            serde_json::from_str(&text)
+                .with_context(|| format!("the server sent invalid JSON for {path}"))
+        })
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -252,6 +327,11 @@ impl Remote {
                 "cannot reach {url}; is `garrison serve` running and is the CA certificate right?"
             )
         })?;
+        Self::answer(resp).await
+    }
+
+    /// The body of a 2xx answer; otherwise an [`ApiFailure`] with the server's message.
+    async fn answer(resp: reqwest::Response) -> anyhow::Result<String> {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {

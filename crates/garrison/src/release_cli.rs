@@ -116,6 +116,34 @@ pub enum ReleaseCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Pin the trust root on a server (admins): the first one, or the next version of a
+    /// rotation (which the server checks against the pinned one).
+    Pin {
+        #[command(flatten)]
+        remote: crate::client::RemoteArgs,
+        /// The signed trust root.
+        #[arg(value_name = "ROOT")]
+        root: PathBuf,
+    },
+    /// Publish a signed release on a server: upload the artifacts it names that the server
+    /// does not hold yet (from DIR, checked against the manifest first), then the manifest,
+    /// which the server verifies against its pinned root.
+    #[command(after_help = "Example:\n  garrison release publish cam-5.7.0.cose --artifacts dist/")]
+    Publish {
+        #[command(flatten)]
+        remote: crate::client::RemoteArgs,
+        /// The signed manifest.
+        #[arg(value_name = "MANIFEST")]
+        manifest: PathBuf,
+        /// Directory holding the artifacts under their manifest names.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        artifacts: PathBuf,
+    },
+    /// List the releases a server holds, newest first.
+    List {
+        #[command(flatten)]
+        remote: crate::client::RemoteArgs,
+    },
     /// Verify a signed manifest as a device would: against a trust root, and optionally a
     /// device's vendor, model and installed sequence, and the artifacts themselves. Exits 1
     /// if anything fails.
@@ -144,8 +172,53 @@ pub enum ReleaseCommand {
     },
 }
 
-pub fn run(command: ReleaseCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: ReleaseCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ReleaseCommand::Pin { remote, root } => {
+            let remote = crate::client::Remote::from_args(&remote)?;
+            let bytes =
+                std::fs::read(&root).with_context(|| format!("cannot read {}", root.display()))?;
+            let pinned = remote
+                .send_raw(
+                    reqwest::Method::PUT,
+                    "/api/v1/updates/root",
+                    "application/cose",
+                    bytes,
+                )
+                .await?;
+            match remote.output {
+                Format::Json => output::print_object(Format::Json, &pinned),
+                Format::Table => println!(
+                    "Pinned trust root version {} ({} release key(s)).",
+                    pinned["version"],
+                    pinned["release_keys"].as_array().map_or(0, Vec::len)
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ReleaseCommand::Publish {
+            remote,
+            manifest,
+            artifacts,
+        } => publish(&remote, &manifest, &artifacts).await,
+        ReleaseCommand::List { remote } => {
+            let remote = crate::client::Remote::from_args(&remote)?;
+            let items = remote.get_all("/api/v1/updates/releases").await?;
+            output::print_list(
+                remote.output,
+                &items,
+                &[
+                    "id",
+                    "vendor",
+                    "model",
+                    "version",
+                    "sequence",
+                    "signed_by",
+                    "created_at",
+                ],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ReleaseCommand::Keygen {
             out,
             algorithm,
@@ -433,4 +506,50 @@ fn check_artifact(manifest: &Manifest, path: &Path) -> anyhow::Result<()> {
     }
     check.finish()?;
     Ok(())
+}
+
+async fn publish(
+    remote: &crate::client::RemoteArgs,
+    manifest_path: &Path,
+    dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let remote = crate::client::Remote::from_args(remote)?;
+    let bytes = std::fs::read(manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let signed = SignedManifest::parse(&bytes)
+        .with_context(|| format!("{} is not a signed manifest", manifest_path.display()))?;
+    let manifest = signed.manifest();
+    for a in &manifest.artifacts {
+        let path = format!("/api/v1/updates/artifacts/{}", a.sha256);
+        if remote.exists(&path).await? {
+            println!("  {} is already on the server.", a.name);
+            continue;
+        }
+        let file = dir.join(&a.name);
+        check_artifact(manifest, &file)
+            .with_context(|| format!("{} does not match the manifest", file.display()))?;
+        let bar = output::bytes_progress(a.size, &a.name);
+        remote.upload_file(&path, &file, bar).await?;
+        println!("  uploaded {} ({} bytes).", a.name, a.size);
+    }
+    let release = remote
+        .send_raw(
+            reqwest::Method::POST,
+            "/api/v1/updates/releases",
+            "application/cose",
+            bytes,
+        )
+        .await?;
+    match remote.output {
+        Format::Json => output::print_object(Format::Json, &release),
+        Format::Table => println!(
+            "Published {} {} {} (sequence {}) as release {}.",
+            manifest.vendor,
+            manifest.class,
+            manifest.version,
+            manifest.sequence,
+            release["id"].as_str().unwrap_or("?")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -571,6 +571,110 @@ fn the_server_publishes_only_verified_releases_and_serves_their_artifacts_with_r
         std::fs::read(h.join("root-v2.cose")).unwrap()
     );
 
+    // Roles: an operator publishes but cannot pin the root; a read-only token changes nothing.
+    let role_token = |role: &str| {
+        let (status, created) = est.api(
+            "POST",
+            "/api/v1/tokens",
+            Some(serde_json::json!({"name": role, "role": role})),
+        );
+        assert_eq!(status, 201, "{created}");
+        created["token"].as_str().unwrap().to_owned()
+    };
+    let operator = role_token("operator");
+    let reader = role_token("read-only");
+    let (status, _) = est.send_file(
+        "PUT",
+        &artifact,
+        "not-a-token",
+        "application/octet-stream",
+        &h.join("dist/rootfs.swu"),
+    );
+    assert_eq!(status, 401, "a refused upload is answered, not reset");
+    let (status, _) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &operator,
+        "application/cose",
+        &h.join("root-v2.cose"),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = est.send_file(
+        "PUT",
+        &artifact,
+        &reader,
+        "application/octet-stream",
+        &h.join("dist/rootfs.swu"),
+    );
+    assert_eq!(status, 403);
+
+    // The CLI publishes as an operator: it uploads the new image (streamed, checked against
+    // the manifest first), then the manifest.
+    std::fs::create_dir(h.join("dist2")).unwrap();
+    let image2: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(h.join("dist2/rootfs.swu"), &image2).unwrap();
+    ok(
+        h,
+        &[
+            "release",
+            "sign",
+            "--key",
+            "release.key",
+            "--vendor",
+            "acme",
+            "--model",
+            "AV-CAM-220",
+            "--sequence",
+            "58",
+            "--version",
+            "5.8.0",
+            "dist2/rootfs.swu",
+            "--out",
+            "cam-58.cose",
+        ],
+    );
+    let publish = |manifest: &str, dir: &str| {
+        let mut cmd = garrison(h);
+        cmd.args(["release", "publish", manifest, "--artifacts", dir])
+            .env("GARRISON_TOKEN", &operator)
+            .env("GARRISON_SERVER", &est.url)
+            .env("GARRISON_CA_CERT", &ca);
+        run(&mut cmd, None)
+    };
+    let (success, _, err) = publish("cam-58.cose", "dist");
+    assert!(
+        !success && err.contains("does not match the manifest"),
+        "the wrong file is caught before upload: {err}"
+    );
+    let (success, out, err) = publish("cam-58.cose", "dist2");
+    assert!(success, "{out}{err}");
+    assert!(
+        out.contains("uploaded rootfs.swu") && out.contains("sequence 58"),
+        "{out}"
+    );
+    let (status, whole) = download(
+        &est,
+        &format!("/api/v1/updates/artifacts/{}", sha256_hex(&image2)),
+        None,
+        &h.join("whole2.bin"),
+    );
+    assert_eq!((status, whole == image2), (200, true));
+    let mut cmd = garrison(h);
+    cmd.args(["release", "list", "-o", "json"])
+        .env("GARRISON_TOKEN", &reader)
+        .env("GARRISON_SERVER", &est.url)
+        .env("GARRISON_CA_CERT", &ca);
+    let (success, out, err) = run(&mut cmd, None);
+    assert!(success, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let sequences: Vec<i64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, [58, 57], "newest first");
+
     // Every change is in the audit log.
     let (_, audit) = est.api("GET", "/api/v1/audit?limit=100", None);
     let actions: Vec<&str> = audit["items"]

@@ -203,9 +203,23 @@ pub(crate) async fn upload_artifact(
     Path(sha256): Path<String>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ArtifactView>)> {
-    caller.require(Permission::ReleasesWrite)?;
-    let (record, created) = state
-        .releases()?
+    let checked = caller
+        .require(Permission::ReleasesWrite)
+        .and_then(|()| state.releases())
+        .and_then(|releases| {
+            releases
+                .artifact_path(&sha256)
+                .map(|_| releases)
+                .ok_or_else(|| release_error(ReleaseError::BadDigest(sha256.clone())))
+        });
+    let releases = match checked {
+        Ok(releases) => releases,
+        Err(e) => {
+            crate::middleware::drain(body).await;
+            return Err(e);
+        }
+    };
+    let (record, created) = releases
         .upload(&sha256, body.into_data_stream(), &actor(&caller))
         .await
         .map_err(release_error)?;
