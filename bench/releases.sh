@@ -24,7 +24,7 @@ for tool in openssl curl jq nginx; do command -v "$tool" >/dev/null || { echo "m
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   cargo build --release --locked -p garrison
 fi
-BIN=$TARGET/release/garrison
+BIN=$(realpath "$TARGET/release/garrison")
 work=$(mktemp -d)
 pid=
 nginx_pid=
@@ -32,7 +32,7 @@ cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${BENCH_KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
 log() { echo "[$(date +%T)] $*" >&2; }
@@ -50,7 +50,7 @@ pass=$(grep 'password:' "$work/out" | awk '{print $3}')
 ca=$work/data/ca.pem
 token=$(curl -sf --cacert "$ca" -H 'content-type: application/json' \
   -d "{\"username\":\"admin\",\"password\":\"$pass\"}" "$url/api/v1/auth/login" | jq -r .token)
-(cd "$work" && "$OLDPWD/$BIN" release keygen root >/dev/null && "$OLDPWD/$BIN" release root \
+(cd "$work" && "$BIN" release keygen root >/dev/null && "$BIN" release root \
   --root-key root.pub --release-key root.pub --sign-with root.key --out root.cose >/dev/null)
 curl -sSf --cacert "$ca" -X PUT -H "Authorization: Bearer $token" -H 'content-type: application/cose' \
   --data-binary @"$work/root.cose" "$url/api/v1/updates/root" >/dev/null
@@ -61,6 +61,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/nginx/key.pem" -out "$work/nginx/cert.pem" 2>/dev/null
 nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$work/nginx/nginx.conf" <<CONF
+user root;
 worker_processes 2;
 daemon off;
 pid $work/nginx/nginx.pid;

@@ -271,7 +271,10 @@ impl Releases {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut file = tokio::fs::File::create(tmp).await?;
+        // HTTP/2 delivers 16 KiB frames; each write to a tokio file is a trip to the blocking
+        // pool, so they are gathered into 1 MiB writes.
+        let mut file =
+            tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(tmp).await?);
         let mut hash = Sha256Stream::default();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| ReleaseError::Upload(e.to_string()))?;
@@ -283,7 +286,9 @@ impl Releases {
             hash.update(&chunk);
             file.write_all(&chunk).await?;
         }
-        file.sync_all().await?;
+        file.flush().await?;
+        // Durable before it is recorded: an acknowledged upload survives a crash.
+        file.get_ref().sync_all().await?;
         Ok(hash.finish())
     }
 

@@ -95,6 +95,15 @@ fn root_view(root: &TrustRoot, pinned_at: i64, pinned_by: String) -> RootView {
     }
 }
 
+async fn pinned(state: &ApiState) -> ApiResult<(TrustRoot, garrison_store::updates::UpdateRoot)> {
+    state
+        .releases()?
+        .root()
+        .await
+        .map_err(release_error)?
+        .ok_or_else(|| ApiError::not_found("no trust root is pinned yet"))
+}
+
 /// The pinned trust root.
 #[utoipa::path(
     get, path = "/api/v1/updates/root", tag = "updates",
@@ -107,12 +116,7 @@ pub(crate) async fn root(
     caller: Caller,
 ) -> ApiResult<Json<RootView>> {
     caller.require(Permission::DevicesRead)?;
-    let (root, stored) = state
-        .releases()?
-        .root()
-        .await
-        .map_err(release_error)?
-        .ok_or_else(|| ApiError::not_found("no trust root is pinned yet"))?;
+    let (root, stored) = pinned(&state).await?;
     Ok(Json(root_view(
         &root,
         stored.uploaded_at,
@@ -132,12 +136,7 @@ pub(crate) async fn root_document(
     caller: Caller,
 ) -> ApiResult<Response> {
     caller.require(Permission::DevicesRead)?;
-    let (_, stored) = state
-        .releases()?
-        .root()
-        .await
-        .map_err(release_error)?
-        .ok_or_else(|| ApiError::not_found("no trust root is pinned yet"))?;
+    let (_, stored) = pinned(&state).await?;
     Ok(([(header::CONTENT_TYPE, COSE)], stored.document).into_response())
 }
 
@@ -366,6 +365,20 @@ pub(crate) async fn releases(
     Ok(Json(PageOf::from_page(page, ReleaseView::from)))
 }
 
+/// The release `id`, for a caller who may read releases.
+async fn published(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<garrison_store::updates::Release> {
+    caller.require(Permission::DevicesRead)?;
+    state
+        .store()
+        .release_get(&caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("release {id} not found")))
+}
+
 /// One release.
 #[utoipa::path(
     get, path = "/api/v1/updates/releases/{id}", tag = "updates",
@@ -379,12 +392,7 @@ pub(crate) async fn release(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReleaseView>> {
-    caller.require(Permission::DevicesRead)?;
-    let release = state
-        .store()
-        .release_get(&caller.tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("release {id} not found")))?;
+    let release = published(&state, &caller, &id).await?;
     Ok(Json(release.into()))
 }
 
@@ -402,11 +410,6 @@ pub(crate) async fn manifest(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::DevicesRead)?;
-    let release = state
-        .store()
-        .release_get(&caller.tenant, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("release {id} not found")))?;
+    let release = published(&state, &caller, &id).await?;
     Ok(([(header::CONTENT_TYPE, COSE)], release.manifest).into_response())
 }
