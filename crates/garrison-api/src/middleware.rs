@@ -42,11 +42,22 @@ pub(crate) async fn require_auth(
     }
 }
 
-/// Reads (and drops) up to 64 MiB of a refused streamed upload before answering: an answer
-/// sent while the client is still sending makes HTTP/2 reset the stream, and clients (curl)
-/// then report a transport failure instead of the refusal. Larger bodies are cut off.
-pub(crate) async fn drain(body: axum::body::Body) {
-    let _ = axum::body::to_bytes(body, 64 * 1024 * 1024).await;
+/// Reads and discards up to 64 MiB of a refused streamed upload, for at most 10 s, before
+/// answering: an answer sent while the client is still sending makes HTTP/2 reset the
+/// stream, and clients (curl) then report a transport failure instead of the refusal. Nothing
+/// is kept in memory; larger or slower bodies are cut off.
+pub(crate) async fn drain(mut body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let discard = async {
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > 64 * 1024 * 1024 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), discard).await;
 }
 
 /// [`require_auth`] for routes whose bodies are streamed (and so not read beforehand): a

@@ -437,9 +437,12 @@ pub struct CertificateKey {
     pub algorithm: String,
     /// Key size in bits (Ed25519: 256).
     pub bits: u32,
-    /// SHA-256 of the SubjectPublicKeyInfo, lowercase hex: equal for every certificate of one
-    /// key pair, whatever its subject (`openssl x509 -pubkey -noout | openssl pkey -pubin
-    /// -outform der | sha256sum` prints the same).
+    /// SHA-256 over the algorithm and the key's defining value, lowercase hex: equal for every
+    /// certificate of one key pair whatever its subject *and* however the key is encoded — an
+    /// EC key by its X coordinate (compressed and uncompressed points, explicit or named
+    /// curve parameters alike; a point and its negation share it, and so do their private
+    /// keys' holders), RSA by its modulus, Ed25519 by its 32 bytes, anything else by its
+    /// SubjectPublicKeyInfo.
     pub fingerprint: String,
 }
 
@@ -455,20 +458,46 @@ pub fn certificate_key(pem_or_der: &[u8]) -> Option<CertificateKey> {
     };
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     let spki = cert.public_key();
-    let (algorithm, bits) = match spki.parsed().ok()? {
-        ParsedKey::EC(point) => ("ecdsa".to_owned(), point.key_size()),
-        ParsedKey::RSA(rsa) => ("rsa".to_owned(), rsa.key_size()),
-        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => {
-            ("ed25519".to_owned(), 256)
+    let (algorithm, bits, material) = match spki.parsed().ok()? {
+        ParsedKey::EC(point) => {
+            let data = point.data();
+            // SEC 1: 0x04 ‖ X ‖ Y, or 0x02/0x03 ‖ X.
+            let x_len = match data.first() {
+                Some(0x04) => data.len().saturating_sub(1) / 2,
+                _ => data.len().saturating_sub(1),
+            };
+            let x = data.get(1..1 + x_len).unwrap_or(data);
+            ("ecdsa".to_owned(), point.key_size(), x.to_vec())
         }
-        _ => (spki.algorithm.algorithm.to_id_string(), 0),
+        ParsedKey::RSA(rsa) => {
+            let modulus = rsa
+                .modulus
+                .iter()
+                .skip_while(|b| **b == 0)
+                .copied()
+                .collect();
+            ("rsa".to_owned(), rsa.key_size(), modulus)
+        }
+        _ if spki.algorithm.algorithm.to_id_string() == "1.3.101.112" => (
+            "ed25519".to_owned(),
+            256,
+            spki.subject_public_key.data.to_vec(),
+        ),
+        _ => (
+            spki.algorithm.algorithm.to_id_string(),
+            0,
+            spki.raw.to_vec(),
+        ),
     };
+    let mut hashed = algorithm.clone().into_bytes();
+    hashed.push(0);
+    hashed.extend_from_slice(&material);
     Some(CertificateKey {
         algorithm,
         bits: u32::try_from(bits).unwrap_or(0),
         fingerprint: hex::encode(aws_lc_rs::digest::digest(
             &aws_lc_rs::digest::SHA256,
-            spki.raw,
+            &hashed,
         )),
     })
 }
@@ -514,10 +543,12 @@ mod tests {
             Some(CertificateKey {
                 algorithm: "ecdsa".into(),
                 bits: 256,
-                fingerprint: hex::encode(aws_lc_rs::digest::digest(
-                    &aws_lc_rs::digest::SHA256,
-                    &key.subject_public_key_info()
-                )),
+                // "ecdsa" ‖ 0 ‖ X, X being bytes 1..33 of the uncompressed point.
+                fingerprint: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &{
+                    let mut m = b"ecdsa\0".to_vec();
+                    m.extend_from_slice(&key.public_key_raw()[1..33]);
+                    m
+                })),
             })
         );
         assert_eq!(

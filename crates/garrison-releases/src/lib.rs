@@ -84,6 +84,23 @@ pub enum ReleaseError {
     Io(#[from] std::io::Error),
 }
 
+/// Temporary files of uploads in progress start with this.
+const UPLOAD_PREFIX: &str = ".upload-";
+/// An upload that sends nothing for this long is abandoned.
+const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes an upload's temporary file unless it was kept: also when the upload's task is
+/// dropped midway (a client gone, shutdown).
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Who does it, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -130,6 +147,17 @@ impl Releases {
         max_artifact_bytes: u64,
     ) -> std::io::Result<Releases> {
         std::fs::create_dir_all(&dir)?;
+        // Uploads cut short by a crash leave their temporary files: nothing refers to them.
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(UPLOAD_PREFIX)
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -165,6 +193,16 @@ impl Releases {
             None => TrustRoot::open(document)?,
             Some((pinned, _)) => pinned.rotate(document)?,
         };
+        // Devices would refuse everything under it.
+        if let Some(expired_at) = root.expires_at
+            && expired_at <= now_ms()
+        {
+            return Err(UpdateError::Expired {
+                what: "trust root",
+                expired_at,
+            }
+            .into());
+        }
         let stored = UpdateRoot {
             tenant: self.tenant().clone(),
             version: i64::try_from(root.root_version).unwrap_or(i64::MAX),
@@ -232,23 +270,17 @@ impl Releases {
         let tmp = self
             .inner
             .dir
-            .join(format!(".upload-{}", uuid::Uuid::new_v4()));
-        let result = self.receive(&tmp, &mut body).await;
-        let (got, size) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+            .join(format!("{UPLOAD_PREFIX}{}", uuid::Uuid::new_v4()));
+        let mut guard = TempFile(Some(tmp.clone()));
+        let (got, size) = self.receive(&tmp, &mut body).await?;
         if got != sha256 {
-            let _ = tokio::fs::remove_file(&tmp).await;
             return Err(ReleaseError::DigestMismatch {
                 expected: sha256.to_owned(),
                 got,
             });
         }
         tokio::fs::rename(&tmp, &path).await?;
+        guard.0 = None;
         let record = ArtifactRecord {
             tenant: self.tenant().clone(),
             sha256: sha256.to_owned(),
@@ -276,7 +308,13 @@ impl Releases {
         let mut file =
             tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(tmp).await?);
         let mut hash = Sha256Stream::default();
-        while let Some(chunk) = body.next().await {
+        loop {
+            let next = tokio::time::timeout(UPLOAD_IDLE, body.next())
+                .await
+                .map_err(|_| {
+                    ReleaseError::Upload(format!("nothing arrived for {} s", UPLOAD_IDLE.as_secs()))
+                })?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| ReleaseError::Upload(e.to_string()))?;
             if hash.len() + chunk.len() as u64 > self.inner.max_artifact_bytes {
                 return Err(ReleaseError::TooLarge {

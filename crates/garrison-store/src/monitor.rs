@@ -411,7 +411,8 @@ pub trait MonitorStore: Send + Sync {
     ) -> StoreResult<bool>;
 
     /// Saves learnt monitoring state under `name` (behaviour baselines), replacing the
-    /// previous save. Not audited: it is the monitor's memory, not an operator's action.
+    /// previous save unless that one is newer (`saved_at`), so a slow background save cannot
+    /// undo a later one. Not audited: it is the monitor's memory, not an operator's action.
     async fn monitor_state_put(
         &self,
         tenant: &TenantId,

@@ -661,7 +661,7 @@ macro_rules! impl_monitor_store {
                 sqlx::query(
                     "INSERT INTO monitor_state (tenant, name, state, saved_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, \
-                     saved_at = excluded.saved_at",
+                     saved_at = excluded.saved_at WHERE monitor_state.saved_at <= excluded.saved_at",
                 )
                 .bind(tenant.as_str())
                 .bind(name)

@@ -493,4 +493,16 @@ async fn monitor_state_is_replaced_whole_per_tenant_and_name(store: Arc<dyn Stor
         store.monitor_state_get(&tenant(), "other").await.unwrap(),
         None
     );
+    // A slower, older save finishing late does not undo the newer one.
+    store
+        .monitor_state_put(&tenant(), "baselines", b"older", 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .monitor_state_get(&tenant(), "baselines")
+            .await
+            .unwrap(),
+        Some((b"second".to_vec(), 2_000))
+    );
 }

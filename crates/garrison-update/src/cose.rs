@@ -16,6 +16,9 @@ use crate::{
 
 /// No manifest or trust root is larger (a manifest of 256 artifacts is about 40 KiB).
 pub(crate) const MAX_DOCUMENT: usize = 256 * 1024;
+/// Most signatures a COSE_Sign may carry: a rotation is signed by the old root's keys and
+/// the new one's, at most 32 each.
+const MAX_SIGNATURES: usize = 64;
 
 /// A payload and the signatures over it, not yet checked: each as (key id, algorithm as
 /// COSE names it, the bytes the signature covers, the signature).
@@ -130,6 +133,16 @@ pub(crate) fn open_sign(bytes: &[u8], content_type: &str) -> Result<Opened, Upda
     check_size(bytes, WHAT)?;
     let sign = CoseSign::from_tagged_slice(bytes).map_err(|e| malformed(WHAT, e))?;
     content_type_is(&sign.protected.header, content_type, WHAT)?;
+    // Each signature's to-be-signed bytes repeat the payload: bound how many are looked at.
+    if sign.signatures.len() > MAX_SIGNATURES {
+        return Err(malformed(
+            WHAT,
+            format!(
+                "{} signatures, more than the {MAX_SIGNATURES} a trust root can use",
+                sign.signatures.len()
+            ),
+        ));
+    }
     let signatures = (0..sign.signatures.len())
         .map(|i| {
             let s = &sign.signatures[i];

@@ -127,7 +127,7 @@ impl TrustRoot {
     /// more, and it must carry the threshold of this root's keys *and* of its own.
     pub fn rotate(&self, bytes: &[u8]) -> Result<TrustRoot, UpdateError> {
         let (next, opened) = parse(bytes)?;
-        if next.root_version != self.root_version + 1 {
+        if Some(next.root_version) != self.root_version.checked_add(1) {
             return Err(UpdateError::RootVersion {
                 offered: next.root_version,
                 pinned: self.root_version,

@@ -59,7 +59,10 @@ pub(crate) fn output(root: &Root, name: &str, args: &[&str], timeout: Duration) 
 
 fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
+    // Relative entries (`.`, an empty one) would run a file from the working directory, as
+    // root: only absolute directories are searched.
     std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
         .chain(SBIN.iter().map(PathBuf::from))
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
