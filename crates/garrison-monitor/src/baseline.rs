@@ -161,10 +161,11 @@ impl Default for BaselineSettings {
     }
 }
 
-/// The saved form of the history: metric names kept beside the values so a build that adds
-/// or reorders metrics restores what it still knows.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Snapshot {
+/// A copy of the learnt history, to be encoded away from the monitor's task
+/// ([`Snapshot::encode`]). Metric names are kept beside the values so a build that adds or
+/// reorders metrics restores what it still knows.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
     format: u32,
     window_ms: u64,
     windows: u64,
@@ -173,6 +174,17 @@ struct Snapshot {
 }
 
 const SNAPSHOT_FORMAT: u32 = 1;
+
+impl Snapshot {
+    /// The saved form: CBOR, gzip. CPU-heavy for large fleets: run it on a blocking thread.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if ciborium::into_writer(self, &mut out).is_err() {
+            return Vec::new();
+        }
+        out.finish().unwrap_or_default()
+    }
+}
 
 /// Devices that are each other's peers: the same model running the same firmware.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -528,11 +540,11 @@ impl Baselines {
         anomalies
     }
 
-    /// The learnt history, for saving (CBOR, gzip). The open window is not included: it is
-    /// at most one window of counts, and judging it after a restart would compare a partial
+    /// A copy of the learnt history, for saving. The open window is not included: it is at
+    /// most one window of counts, and judging it after a restart would compare a partial
     /// window with whole ones.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let snapshot = Snapshot {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
             format: SNAPSHOT_FORMAT,
             window_ms: self.settings.window_ms,
             windows: self.windows,
@@ -550,15 +562,10 @@ impl Baselines {
                     )
                 })
                 .collect(),
-        };
-        let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        if ciborium::into_writer(&snapshot, &mut out).is_err() {
-            return Vec::new();
         }
-        out.finish().unwrap_or_default()
     }
 
-    /// Restores a [`snapshot`](Baselines::snapshot), replacing the history; returns how many
+    /// Restores an [encoded](Snapshot::encode) snapshot, replacing the history; returns how many
     /// devices it restored. A snapshot of another window length is refused (its windows would
     /// not compare with these), as is one that cannot be read; each refusal says why.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<usize, String> {
@@ -827,7 +834,7 @@ mod tests {
             )
             .is_empty()
         );
-        let saved = learnt.snapshot();
+        let saved = learnt.snapshot().encode();
 
         // After a restart with the saved history, a spike is judged by the device's own past.
         let spike = |b: &mut Baselines| {

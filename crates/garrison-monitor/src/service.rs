@@ -463,10 +463,19 @@ impl Monitor {
         let baselines = self.baselines.as_ref()?;
         let now = garrison_core::now_ms();
         self.baselines_saved_at = now;
-        let snapshot = baselines.snapshot();
+        // Only the copy is made here; encoding (CBOR, gzip) runs on a blocking thread so
+        // detection does not wait for it.
+        let copy = baselines.snapshot();
         let (store, tenant) = (self.store.clone(), self.tenant.clone());
         Some(tokio::spawn(async move {
             let started = std::time::Instant::now();
+            let snapshot = match tokio::task::spawn_blocking(move || copy.encode()).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot encode the behaviour baselines");
+                    return;
+                }
+            };
             match store
                 .monitor_state_put(&tenant, BASELINES_STATE, &snapshot, now)
                 .await
