@@ -27,7 +27,9 @@ use garrison_store::{
     Store, StoreError,
     updates::{ArtifactRecord, Release, UpdateRoot},
 };
-use garrison_update::{Sha256Stream, SignedManifest, TrustRoot, UpdateError, verify_release};
+use garrison_update::{
+    Sha256Stream, SignedManifest, TrustRoot, UpdateError, is_sha256, verify_release,
+};
 use tokio::io::AsyncWriteExt;
 
 /// Why a repository operation was refused or failed.
@@ -129,13 +131,6 @@ struct Inner {
     tenant: TenantId,
     dir: PathBuf,
     max_artifact_bytes: u64,
-}
-
-/// Whether `s` is a lowercase hex SHA-256.
-pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Releases {

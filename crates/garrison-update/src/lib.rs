@@ -31,6 +31,6 @@ mod verify;
 
 pub use error::UpdateError;
 pub use keys::{Algorithm, KeyId, PublicKey, SigningKey};
-pub use manifest::{Artifact, MAX_ARTIFACTS, Manifest, SignedManifest};
+pub use manifest::{Artifact, MAX_ARTIFACTS, Manifest, SignedManifest, is_sha256};
 pub use root::{KeyRole, TrustRoot};
 pub use verify::{ArtifactCheck, DeviceState, Sha256Stream, verify_manifest, verify_release};

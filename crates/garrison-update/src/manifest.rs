@@ -17,6 +17,14 @@ pub const MAX_ARTIFACTS: usize = 256;
 /// Longest name, vendor, class, version or description.
 const MAX_TEXT: usize = 256;
 
+/// Whether `s` is a SHA-256 digest as manifests and artifact addresses write it: 64
+/// lowercase hex digits.
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// One file of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -107,12 +115,7 @@ impl Manifest {
                     format!("artifact {:?} is listed twice", a.name),
                 ));
             }
-            if a.sha256.len() != 64
-                || !a
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
+            if !is_sha256(&a.sha256) {
                 return Err(invalid(
                     WHAT,
                     format!("artifact {:?} has a malformed SHA-256", a.name),
