@@ -98,7 +98,14 @@ impl EstClient {
         }
     }
 
-    fn http(&self, identity: Option<(&str, &str)>) -> Result<reqwest::Client, EstError> {
+    /// The server's base address (`https://host:8443`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// An HTTPS client for this server, presenting `identity` (certificate and key PEM) when
+    /// given.
+    pub fn http(&self, identity: Option<(&str, &str)>) -> Result<reqwest::Client, EstError> {
         let roots = reqwest::Certificate::from_pem_bundle(&self.ca_pem)
             .map_err(|e| EstError::Tls(format!("the CA file is not PEM certificates: {e}")))?;
         let mut builder = reqwest::Client::builder()

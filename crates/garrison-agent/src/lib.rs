@@ -9,6 +9,7 @@
 //! - [`keystore`] keeps the device's key (generated on the device, 0600) and certificate;
 //! - [`est`] enrolls and renews over EST (RFC 7030);
 //! - [`session`] is the MQTT session over mutual TLS, with [`backoff`] for reconnects;
+//! - [`update`] verifies an update offer and fetches its artifacts with the device certificate;
 //! - [`runtime`] is the agent's loop tying them together; [`cli`] its command line, shared by
 //!   `garrison agent` and the small `garrison-agent` binary.
 //!
@@ -23,3 +24,4 @@ pub mod est;
 pub mod keystore;
 pub mod runtime;
 pub mod session;
+pub mod update;

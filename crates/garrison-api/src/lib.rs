@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod device;
 mod docs;
 mod error;
 mod est;
@@ -108,6 +109,7 @@ struct Inner {
     forwarder: OnceLock<garrison_inventory::forward::Forwarder>,
     intel: OnceLock<garrison_monitor::feeds::IntelService>,
     releases: OnceLock<garrison_releases::Releases>,
+    campaigns: OnceLock<garrison_campaigns::CampaignService>,
     auth: Authenticator,
     throttle: LoginThrottle,
     settings: ApiSettings,
@@ -142,6 +144,7 @@ impl ApiState {
                 forwarder: OnceLock::new(),
                 intel: OnceLock::new(),
                 releases: OnceLock::new(),
+                campaigns: OnceLock::new(),
                 settings,
                 metrics,
                 facts,
@@ -193,6 +196,19 @@ impl ApiState {
         self.inner.releases.get().ok_or_else(|| {
             ApiError::unavailable("the release repository is not running on this server")
         })
+    }
+
+    /// Opens the campaigns (`/api/v1/updates/campaigns`, `/api/v1/updates/windows`) and the
+    /// devices' downloads (`/device/v1/artifacts/…`).
+    pub fn attach_campaigns(&self, campaigns: garrison_campaigns::CampaignService) {
+        let _ = self.inner.campaigns.set(campaigns);
+    }
+
+    pub(crate) fn campaigns(&self) -> ApiResult<&garrison_campaigns::CampaignService> {
+        self.inner
+            .campaigns
+            .get()
+            .ok_or_else(|| ApiError::unavailable("campaigns are not running on this server"))
     }
 
     /// Lets the API import and remove threat-intelligence sources.
@@ -356,6 +372,7 @@ pub fn app(state: ApiState) -> Router {
         ));
     Router::new()
         .merge(streaming)
+        .merge(device::routes())
         .merge(bounded)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

@@ -144,6 +144,17 @@ async fn fixture(settings: ApiSettings) -> Fixture {
         )
         .unwrap(),
     );
+    state.attach_campaigns(garrison_campaigns::CampaignService::new(
+        store.clone(),
+        index.clone(),
+        Arc::new(std::sync::OnceLock::new()),
+        garrison_campaigns::CampaignSettings {
+            tenant: TenantId::default(),
+            download_base: "https://localhost:8443".into(),
+            tick: std::time::Duration::from_secs(1),
+            notices_per_tick: 100,
+        },
+    ));
     let intake = tokio::sync::mpsc::channel(1024);
     state.attach_intake(garrison_inventory::forward::Forwarder::new(
         &intake.0,

@@ -22,6 +22,7 @@ mod inventory;
 mod report;
 mod sbom;
 mod telemetry;
+mod update;
 
 pub use codec::{Limits, encode, encode_compressed};
 pub use command::{Command, CommandResult, CommandStatus};
@@ -33,6 +34,7 @@ pub use inventory::{
 pub use report::{Channel, Report, ReportError, decode_report, decode_report_sized};
 pub use sbom::{Component, ComponentType, Sbom, SbomMetadata};
 pub use telemetry::Telemetry;
+pub use update::{ArtifactLink, UpdateAction, UpdateNotice, UpdateState, UpdateStatus};
 
 /// The contract version these types implement; every payload's `schema` field.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -6,7 +6,8 @@ use garrison_core::DeviceId;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Birth, CommandResult, Events, Inventory, Limits, SCHEMA_VERSION, Telemetry, codec::decode_bytes,
+    Birth, CommandResult, Events, Inventory, Limits, SCHEMA_VERSION, Telemetry, UpdateStatus,
+    codec::decode_bytes,
 };
 
 /// A device → server channel of the contract (`garrison/v1/d/<id>/<channel>`).
@@ -81,9 +82,8 @@ pub enum Report {
     Events(Events),
     /// `cmd/result`.
     CommandResult(CommandResult),
-    /// `update/status`: its shape belongs to the update capability; here it is only checked to
-    /// be an object of this schema version.
-    UpdateStatus(serde_json::Value),
+    /// `update/status`.
+    UpdateStatus(UpdateStatus),
 }
 
 /// Why a payload was refused. [`ReportError::reason`] is a stable label for metrics.
@@ -192,15 +192,7 @@ fn decode_report_unsized(
         Channel::Telemetry => Report::Telemetry(typed(device, payload, limits)?),
         Channel::Events => Report::Events(typed(device, payload, limits)?),
         Channel::CommandResult => Report::CommandResult(typed(device, payload, limits)?),
-        Channel::UpdateStatus => {
-            let value: serde_json::Value = decode_bytes(payload, limits)?;
-            let schema = value
-                .get("schema")
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| ReportError::Malformed("missing field `schema`".into()))?;
-            Check::new(limits).schema(u32::try_from(schema).unwrap_or(u32::MAX))?;
-            Report::UpdateStatus(value)
-        }
+        Channel::UpdateStatus => Report::UpdateStatus(typed(device, payload, limits)?),
     })
 }
 

@@ -67,6 +67,8 @@ pub enum Permission {
     /// Pin or rotate the update trust root devices pin (admins only: it decides which keys
     /// may sign software for the fleet).
     TrustRootWrite,
+    /// Start, approve and cancel update campaigns; set maintenance windows.
+    CampaignsWrite,
 }
 
 impl Permission {
@@ -89,6 +91,7 @@ impl Permission {
         Permission::IntelWrite,
         Permission::ReleasesWrite,
         Permission::TrustRootWrite,
+        Permission::CampaignsWrite,
     ];
 
     /// The permission's stable name, as used in OpenAPI security scopes (`system:read`).
@@ -111,6 +114,7 @@ impl Permission {
             Permission::IntelWrite => "intel:write",
             Permission::ReleasesWrite => "releases:write",
             Permission::TrustRootWrite => "trust-root:write",
+            Permission::CampaignsWrite => "campaigns:write",
         }
     }
 
@@ -155,6 +159,7 @@ impl Role {
                     | P::ResponseWrite
                     | P::IntelWrite
                     | P::ReleasesWrite
+                    | P::CampaignsWrite
             ),
             // Analysts triage: they may run the audit, suppress findings and work alerts, but
             // act on devices only through operators.

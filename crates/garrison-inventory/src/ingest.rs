@@ -17,7 +17,8 @@ use std::{
 
 use bytes::Bytes;
 use garrison_contract::{
-    Channel, DeviceEvent, EventKind, Inventory, Limits, Report, Telemetry, decode_report_sized,
+    Channel, DeviceEvent, EventKind, Inventory, Limits, Report, Telemetry, UpdateStatus,
+    decode_report_sized,
 };
 use garrison_core::{DeviceId, TenantId, UnixMillis};
 use garrison_store::{
@@ -233,6 +234,19 @@ pub struct Ingestor {
     seen_sightings: HashSet<(SightingKind, String, String)>,
     observer: Option<mpsc::Sender<Vec<Observation>>>,
     observed: Vec<Observation>,
+    update_sink: Option<mpsc::Sender<Vec<UpdateReport>>>,
+    update_reports: Vec<UpdateReport>,
+}
+
+/// An `update/status` report, passed to the campaigns after it is stored as a device event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateReport {
+    /// The reporting device.
+    pub device: DeviceId,
+    /// When the report arrived.
+    pub received_at: UnixMillis,
+    /// What it said.
+    pub status: UpdateStatus,
 }
 
 /// Decoded inventory held by one batch before it is written (each report may be megabytes).
@@ -261,7 +275,17 @@ impl Ingestor {
             seen_sightings: HashSet::new(),
             observer: None,
             observed: Vec::new(),
+            update_sink: None,
+            update_reports: Vec::new(),
         }
+    }
+
+    /// Also passes every `update/status` report to `sink` (the campaigns), after the batch is
+    /// written; like the observer, a slow consumer holds the intake back rather than losing a
+    /// report.
+    pub fn with_update_sink(mut self, sink: mpsc::Sender<Vec<UpdateReport>>) -> Ingestor {
+        self.update_sink = Some(sink);
+        self
     }
 
     /// Also passes what each batch showed to `observer` (monitoring), after the batch is
@@ -453,6 +477,14 @@ impl Ingestor {
 
     /// Hands what this batch showed to monitoring, now that it is written.
     async fn pass_on(&mut self) {
+        if !self.update_reports.is_empty() {
+            let reports = std::mem::take(&mut self.update_reports);
+            if let Some(sink) = &self.update_sink
+                && sink.send(reports).await.is_err()
+            {
+                self.update_sink = None;
+            }
+        }
         if self.observed.is_empty() {
             return;
         }
@@ -535,14 +567,23 @@ impl Ingestor {
                 kind: "command_result".into(),
                 body: serde_json::to_value(&result).unwrap_or_default(),
             }),
-            Report::UpdateStatus(status) => events.push(NewDeviceEvent {
-                tenant,
-                device,
-                received_at,
-                at: received_at,
-                kind: "update_status".into(),
-                body: status,
-            }),
+            Report::UpdateStatus(status) => {
+                events.push(NewDeviceEvent {
+                    tenant,
+                    device: device.clone(),
+                    received_at,
+                    at: received_at,
+                    kind: "update_status".into(),
+                    body: serde_json::to_value(&status).unwrap_or_default(),
+                });
+                if self.update_sink.is_some() {
+                    self.update_reports.push(UpdateReport {
+                        device,
+                        received_at,
+                        status,
+                    });
+                }
+            }
         }
     }
 

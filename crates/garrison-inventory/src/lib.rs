@@ -22,5 +22,5 @@ pub mod risk;
 mod service;
 
 pub use index::{DeviceRecord, FleetIndex, SearchPage, compile_group_query, device_schema};
-pub use ingest::{AccessKind, Incoming, IngestSettings, Ingestor, Observation};
+pub use ingest::{AccessKind, Incoming, IngestSettings, Ingestor, Observation, UpdateReport};
 pub use service::{GroupSpec, InventoryError, InventoryService, validate_tag};

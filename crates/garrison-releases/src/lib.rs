@@ -115,7 +115,8 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn audit(&self, tenant: &TenantId, action: &str, target: String) -> AuditRecord {
+    /// The audit record of `action` on `target` by this operator.
+    pub fn audit(&self, tenant: &TenantId, action: &str, target: String) -> AuditRecord {
         AuditRecord::new(tenant, self.actor.clone(), action, target).source(self.source.clone())
     }
 }

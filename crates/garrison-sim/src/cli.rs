@@ -76,6 +76,9 @@ pub struct SimArgs {
     /// Connections started per second.
     #[arg(long, default_value_t = 500)]
     pub connect_rate: u32,
+    /// Share of devices (0–1) whose update installs fail their health check and roll back.
+    #[arg(long, default_value_t = 0.0)]
+    pub update_failure_rate: f64,
 }
 
 impl SimArgs {
@@ -83,6 +86,9 @@ impl SimArgs {
     pub fn config(&self) -> anyhow::Result<SimConfig> {
         if !(0.0..=1.0).contains(&self.weak_share) {
             bail!("--weak-share must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.update_failure_rate) {
+            bail!("--update-failure-rate must be between 0 and 1");
         }
         let ca_pem = std::fs::read(&self.ca_cert).with_context(|| {
             format!(
@@ -107,6 +113,7 @@ impl SimArgs {
                 expiring_credential: self.expiring_token.clone().map(Credential::Token),
                 state_dir: Some(self.state_dir.clone().unwrap_or_else(default_state_dir)),
                 telemetry_interval: self.telemetry_interval.max(Duration::from_secs(1)),
+                update_failure_rate: self.update_failure_rate,
             },
             devices: self.devices,
             prefix: self.prefix.clone(),

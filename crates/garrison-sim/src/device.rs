@@ -12,7 +12,8 @@ use garrison_agent::{
 };
 use garrison_contract::{
     Birth, Channel, CommandResult, CommandStatus, DeviceEvent, EventKind, Events, ListeningSocket,
-    Protocol, SCHEMA_VERSION, Telemetry, encode, encode_compressed,
+    Protocol, SCHEMA_VERSION, Telemetry, UpdateAction, UpdateNotice, UpdateState, UpdateStatus,
+    encode, encode_compressed,
 };
 use garrison_core::{DeviceId, now_ms};
 use rumqttc::{Event, Incoming, MqttOptions, TlsConfiguration, Transport};
@@ -57,6 +58,8 @@ pub struct Endpoint {
     pub state_dir: Option<PathBuf>,
     /// Telemetry interval.
     pub telemetry_interval: Duration,
+    /// Share of devices (0–1) whose update installs fail their health check and roll back.
+    pub update_failure_rate: f64,
 }
 
 /// A device's key and certificate.
@@ -122,6 +125,12 @@ struct State {
     extra_listening: Vec<ListeningSocket>,
     beaconing: bool,
     scanning: bool,
+    /// The trust root this device pinned (at its first update offer).
+    root: Option<garrison_update::TrustRoot>,
+    /// Sequence number of the installed release (0: the factory image).
+    installed_sequence: u64,
+    /// Firmware version after an update.
+    firmware: Option<String>,
 }
 
 struct Device {
@@ -176,6 +185,9 @@ impl Device {
             now_ms(),
         );
         inv.device_id = Some(self.plan.id.to_string());
+        if let Some(version) = &self.state.firmware {
+            inv.firmware.version = Some(version.clone());
+        }
         if let Some(list) = inv.listening.as_mut() {
             list.extend(self.state.extra_listening.iter().cloned());
         }
@@ -400,6 +412,118 @@ impl Device {
         Ok(())
     }
 
+    /// Answers an update offer as a device does: pins the server's trust root at the first
+    /// offer (and follows its rotations), verifies the manifest and downloads every artifact
+    /// with the device certificate through [`garrison_agent::update::fetch`], reporting each
+    /// stage; then pretends to install. A device the plan makes fail installs rolls back.
+    async fn update(&mut self, session: &Session, payload: &[u8]) {
+        let Ok(notice) = serde_json::from_slice::<UpdateNotice>(payload) else {
+            tracing::warn!(device = %self.plan.id, "An update notice that does not parse");
+            return;
+        };
+        if notice.action == UpdateAction::Cancel {
+            return;
+        }
+        let reporter = Reporter {
+            session,
+            device: self.plan.id.to_string(),
+            notice: &notice,
+        };
+        let fetched = match self.fetch_update(&notice, &reporter).await {
+            Ok(f) => f,
+            Err(reason) => {
+                tracing::info!(device = %self.plan.id, %reason, "Update refused");
+                reporter.report(UpdateState::Failed, Some(reason)).await;
+                return;
+            }
+        };
+        if notice.action == UpdateAction::DownloadOnly {
+            return;
+        }
+        reporter.report(UpdateState::Installing, None).await;
+        if self.endpoint.update_failure_rate > 0.0
+            && self.failure_draw() < self.endpoint.update_failure_rate
+        {
+            reporter
+                .report(
+                    UpdateState::RolledBack,
+                    Some(
+                        "health check failed after install; the previous image was restored".into(),
+                    ),
+                )
+                .await;
+            return;
+        }
+        reporter.report(UpdateState::Installed, None).await;
+        self.state.installed_sequence = fetched.sequence;
+        self.state.firmware = Some(fetched.version.clone());
+        reporter.report(UpdateState::Rebooted, None).await;
+        let _ = session.publish(Channel::Inventory, self.inventory()).await;
+        reporter.report(UpdateState::Succeeded, None).await;
+    }
+
+    /// A fixed draw per device in [0, 1): whether it is one of the fleet's failing devices
+    /// does not depend on timing.
+    fn failure_draw(&self) -> f64 {
+        let mut rng = Rng::new(0x5eed_0000 ^ self.plan.index as u64);
+        rng.below(1_000_000) as f64 / 1_000_000.0
+    }
+
+    async fn fetch_update(
+        &mut self,
+        notice: &UpdateNotice,
+        reporter: &Reporter<'_>,
+    ) -> Result<garrison_update::Manifest, String> {
+        let client = self
+            .endpoint
+            .est
+            .http(Some((&self.identity.cert_pem, &self.identity.key_pem)))
+            .map_err(|e| e.to_string())?;
+        let root = self.pin_root(&client).await?;
+        let spec = self.plan.profile.spec();
+        let device = garrison_update::DeviceState {
+            vendor: spec.manufacturer.to_owned(),
+            class: spec.model.to_owned(),
+            installed_sequence: self.state.installed_sequence,
+        };
+        let manifest = garrison_agent::update::verify_notice(notice, &root, &device, now_ms())
+            .map_err(|e| e.to_string())?;
+        reporter.report(UpdateState::Downloading, None).await;
+        garrison_agent::update::download(notice, &manifest, &client, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        reporter.report(UpdateState::Downloaded, None).await;
+        reporter.report(UpdateState::Verified, None).await;
+        Ok(manifest)
+    }
+
+    /// The trust root: pinned from the server at the first offer, then followed only through
+    /// rotations the pinned root's keys sign.
+    async fn pin_root(
+        &mut self,
+        client: &reqwest::Client,
+    ) -> Result<garrison_update::TrustRoot, String> {
+        let url = format!("{}/device/v1/root", self.endpoint.est.base());
+        let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "cannot fetch the trust root: HTTP {}",
+                response.status()
+            ));
+        }
+        let document = response.bytes().await.map_err(|e| e.to_string())?;
+        let offered = garrison_update::TrustRoot::open(&document).map_err(|e| e.to_string())?;
+        let root = match &self.state.root {
+            None => offered,
+            Some(pinned) if offered.root_version > pinned.root_version => pinned
+                .rotate(&document)
+                .map_err(|e| format!("root rotation refused: {e}"))?,
+            Some(pinned) => pinned.clone(),
+        };
+        self.state.root = Some(root.clone());
+        Ok(root)
+    }
+
     /// Connects with this device's certificate under other devices' client ids; the broker must
     /// refuse every one.
     async fn stuff_credentials(&mut self, attempts: usize) {
@@ -432,6 +556,30 @@ impl Device {
     }
 }
 
+/// Publishes a device's `update/status` reports for one notice.
+struct Reporter<'a> {
+    session: &'a Session,
+    device: String,
+    notice: &'a UpdateNotice,
+}
+
+impl Reporter<'_> {
+    async fn report(&self, state: UpdateState, reason: Option<String>) {
+        let status = UpdateStatus {
+            schema: SCHEMA_VERSION,
+            device_id: Some(self.device.clone()),
+            campaign: self.notice.campaign.clone(),
+            attempt: Some(self.notice.attempt),
+            state,
+            reason,
+        };
+        let _ = self
+            .session
+            .publish(Channel::UpdateStatus, encode(&status))
+            .await;
+    }
+}
+
 /// Runs one device until `stop` turns true: connects, reports, and plays what `control` says.
 pub(crate) async fn run_device(
     plan: PlannedDevice,
@@ -453,6 +601,9 @@ pub(crate) async fn run_device(
             extra_listening: Vec::new(),
             beaconing: false,
             scanning: false,
+            root: None,
+            installed_sequence: 0,
+            firmware: None,
         },
     };
     let mut session = match device.session(Backoff::default(), inbound_tx.clone()) {
@@ -505,6 +656,9 @@ pub(crate) async fn run_device(
                 }
             }
             Some(message) = inbound.recv() => {
+                if let Inbound::Update(bytes) = &message {
+                    device.update(&session, bytes).await;
+                }
                 if let Inbound::Command(command) = message {
                     // The simulator keeps its keys in memory; it answers honestly that it did
                     // nothing rather than pretending to rotate.

@@ -13,6 +13,7 @@
 //! Architecture invariant: this crate knows SQL and nothing about HTTP, TLS or MQTT.
 #![forbid(unsafe_code)]
 
+pub mod campaigns;
 mod error;
 pub mod identity;
 pub mod inventory;
@@ -20,6 +21,7 @@ mod model;
 pub mod monitor;
 mod postgres;
 mod sql;
+mod sql_campaigns;
 mod sql_identity;
 mod sql_inventory;
 mod sql_monitor;
@@ -61,7 +63,14 @@ pub struct AuditVerification {
 /// PostgreSQL, between several server processes.
 #[async_trait]
 pub trait Store:
-    IdentityStore + InventoryStore + MonitorStore + updates::UpdateStore + Send + Sync + 'static
+    IdentityStore
+    + InventoryStore
+    + MonitorStore
+    + updates::UpdateStore
+    + campaigns::CampaignStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;

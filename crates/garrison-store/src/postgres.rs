@@ -13,8 +13,9 @@ use sqlx::{
 
 use crate::{
     Backend, StoreError, StoreResult, redact_url, sql::impl_store,
-    sql_identity::impl_identity_store, sql_inventory::impl_inventory_store,
-    sql_monitor::impl_monitor_store, sql_updates::impl_update_store,
+    sql_campaigns::impl_campaign_store, sql_identity::impl_identity_store,
+    sql_inventory::impl_inventory_store, sql_monitor::impl_monitor_store,
+    sql_updates::impl_update_store,
 };
 
 /// Advisory lock key for audit-chain appends ("GARRISON" in ASCII, truncated to fit).
@@ -115,3 +116,4 @@ impl_identity_store!(PostgresStore, Postgres);
 impl_inventory_store!(PostgresStore, Postgres);
 impl_monitor_store!(PostgresStore, Postgres);
 impl_update_store!(PostgresStore, Postgres);
+impl_campaign_store!(PostgresStore, Postgres);

@@ -14,9 +14,9 @@ use sqlx::{
 };
 
 use crate::{
-    Backend, StoreError, StoreResult, sql::impl_store, sql_identity::impl_identity_store,
-    sql_inventory::impl_inventory_store, sql_monitor::impl_monitor_store,
-    sql_updates::impl_update_store,
+    Backend, StoreError, StoreResult, sql::impl_store, sql_campaigns::impl_campaign_store,
+    sql_identity::impl_identity_store, sql_inventory::impl_inventory_store,
+    sql_monitor::impl_monitor_store, sql_updates::impl_update_store,
 };
 
 /// The SQLite store.
@@ -104,3 +104,4 @@ impl_identity_store!(SqliteStore, Sqlite);
 impl_inventory_store!(SqliteStore, Sqlite);
 impl_monitor_store!(SqliteStore, Sqlite);
 impl_update_store!(SqliteStore, Sqlite);
+impl_campaign_store!(SqliteStore, Sqlite);

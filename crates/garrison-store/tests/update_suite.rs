@@ -1,5 +1,6 @@
 //! The update half of the store suite, on both backends: trust root versions pinned once
-//! each, artifacts recorded idempotently, releases unique per vendor, model and sequence.
+//! each, artifacts recorded idempotently, releases unique per vendor, model and sequence;
+//! campaigns with their devices, histories and maintenance windows.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -8,9 +9,13 @@ use std::sync::Arc;
 mod common;
 use common::*;
 
-use garrison_core::audit::{Actor, AuditRecord};
+use garrison_core::{
+    DeviceId,
+    audit::{Actor, AuditRecord},
+};
 use garrison_store::{
     PageRequest, Store, StoreError,
+    campaigns::{CampaignDevice, CampaignDeviceChange, CampaignRecord, MaintenanceWindowRecord},
     updates::{ArtifactRecord, Release, UpdateRoot},
 };
 use serde_json::json;
@@ -130,5 +135,203 @@ async fn roots_artifacts_and_releases(store: Arc<dyn Store>, _t: Tamper) {
     assert_eq!(second.items, vec![release("r1", 57)]);
     assert!(second.next.is_none());
     // Two roots, an artifact and two releases: five audit entries, chain intact.
+    assert!(store.audit_verify().await.unwrap().first_break.is_none());
+}
+
+fn campaign_record(id: &str) -> CampaignRecord {
+    CampaignRecord {
+        id: id.into(),
+        tenant: tenant(),
+        name: "cam fleet 5.57".into(),
+        release_id: "r1".into(),
+        target: json!({"group": "cameras"}),
+        spec: json!({"phases": [{"percent": 10}, {"percent": 100}]}),
+        state: "running".into(),
+        phase: 0,
+        reason: None,
+        devices: 3,
+        created_at: 2_000,
+        created_by: "ann".into(),
+        updated_at: 2_000,
+    }
+}
+
+fn campaign_device(id: &str, phase: i64) -> CampaignDevice {
+    CampaignDevice {
+        device: DeviceId::new(id).unwrap(),
+        phase,
+        stage: "pending".into(),
+        attempts: 0,
+        next_attempt_at: None,
+        updated_at: 2_000,
+        reason: None,
+    }
+}
+
+both!(campaigns_devices_history_and_windows);
+async fn campaigns_devices_history_and_windows(store: Arc<dyn Store>, _t: Tamper) {
+    let t = tenant();
+    store
+        .release_create(&release("r1", 57), audit("update.release.publish", "r1"))
+        .await
+        .unwrap();
+    let devices = vec![
+        campaign_device("cam-1", 0),
+        campaign_device("cam-2", 1),
+        campaign_device("cam-3", 1),
+    ];
+    let c = campaign_record("c1");
+    store
+        .campaign_create(&c, &devices, audit("update.campaign.create", "c1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .campaign_create(&c, &[], audit("update.campaign.create", "c1"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.campaign_get(&t, "c1").await.unwrap(), Some(c.clone()));
+    assert_eq!(store.campaign_devices(&t, "c1").await.unwrap(), devices);
+    // Another tenant sees nothing of it.
+    let other = garrison_core::TenantId::new("other").unwrap();
+    assert_eq!(store.campaign_get(&other, "c1").await.unwrap(), None);
+    assert!(
+        store
+            .campaign_devices(&other, "c1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Devices move; each change lands in the row and in the history.
+    let moved = |stage: &str, attempts: i64, at: i64, reason: Option<&str>| CampaignDeviceChange {
+        campaign: "c1".into(),
+        device: CampaignDevice {
+            stage: stage.into(),
+            attempts,
+            updated_at: at,
+            reason: reason.map(str::to_owned),
+            ..campaign_device("cam-1", 0)
+        },
+        reported: None,
+    };
+    store
+        .campaign_devices_record(&t, &[moved("notified", 1, 3_000, None)])
+        .await
+        .unwrap();
+    let mut failed = moved("retrying", 1, 4_000, Some("disk full"));
+    failed.reported = Some("failed".into());
+    failed.device.next_attempt_at = Some(64_000);
+    store
+        .campaign_devices_record(&t, &[failed.clone()])
+        .await
+        .unwrap();
+    let history = store
+        .campaign_device_history(&t, "c1", &DeviceId::new("cam-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].stage, "retrying");
+    assert_eq!(history[1].reported.as_deref(), Some("failed"));
+    assert_eq!(history[1].reason.as_deref(), Some("disk full"));
+    // A device that is not in the campaign is refused, and nothing of the batch is kept.
+    let mut stranger = moved("notified", 1, 5_000, None);
+    stranger.device.device = DeviceId::new("cam-9").unwrap();
+    assert!(matches!(
+        store
+            .campaign_devices_record(&t, &[moved("succeeded", 2, 5_000, None), stranger])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let page = store
+        .campaign_devices_page(&t, "c1", Some("retrying"), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![failed.device.clone()]);
+    let page = store
+        .campaign_devices_page(&t, "c1", None, &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.next.as_deref(), Some("cam-2"));
+
+    store
+        .campaign_set_state(
+            &t,
+            "c1",
+            &garrison_store::campaigns::CampaignStateChange {
+                state: "aborted",
+                phase: 1,
+                reason: Some("phase 2 failed"),
+                at: 6_000,
+            },
+            audit("update.campaign.abort", "c1"),
+        )
+        .await
+        .unwrap();
+    let c1 = store.campaign_get(&t, "c1").await.unwrap().unwrap();
+    assert_eq!((c1.state.as_str(), c1.phase), ("aborted", 1));
+    assert_eq!(c1.reason.as_deref(), Some("phase 2 failed"));
+    assert!(
+        store
+            .campaigns_in_states(&t, &["running", "waiting-approval"])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.campaigns_in_states(&t, &["aborted"]).await.unwrap(),
+        vec![c1]
+    );
+    assert!(matches!(
+        store
+            .campaign_set_state(
+                &t,
+                "nope",
+                &garrison_store::campaigns::CampaignStateChange {
+                    state: "aborted",
+                    phase: 0,
+                    reason: None,
+                    at: 1
+                },
+                audit("x", "nope")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let window = MaintenanceWindowRecord {
+        tenant: t.clone(),
+        group: "cameras".into(),
+        window: json!({"start": "02:00", "duration_minutes": 120}),
+        updated_at: 7_000,
+        updated_by: "ann".into(),
+    };
+    store
+        .maintenance_window_put(&window, audit("update.window.set", "cameras"))
+        .await
+        .unwrap();
+    let replaced = MaintenanceWindowRecord {
+        window: json!({"start": "03:00", "duration_minutes": 60}),
+        ..window
+    };
+    store
+        .maintenance_window_put(&replaced, audit("update.window.set", "cameras"))
+        .await
+        .unwrap();
+    assert_eq!(store.maintenance_windows(&t).await.unwrap(), vec![replaced]);
+    assert!(
+        store
+            .maintenance_window_delete(&t, "cameras", audit("update.window.delete", "cameras"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .maintenance_window_delete(&t, "cameras", audit("update.window.delete", "cameras"))
+            .await
+            .unwrap()
+    );
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
 }

@@ -22,6 +22,7 @@
 //! the server only verifies and serves.
 #![forbid(unsafe_code)]
 
+pub mod campaign;
 mod cose;
 mod error;
 mod keys;

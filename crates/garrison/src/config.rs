@@ -60,12 +60,20 @@ pub struct Config {
 pub struct UpdatesConfig {
     /// Largest artifact accepted, bytes.
     pub max_artifact_bytes: u64,
+    /// Base of the HTTPS address devices download artifacts from; unset: the first of
+    /// `api.public_names` with the API's port.
+    pub download_url: Option<String>,
+    /// How often campaigns look at timeouts, retries, phases and notices.
+    #[serde(with = "humantime_serde")]
+    pub campaign_tick: Duration,
 }
 
 impl Default for UpdatesConfig {
     fn default() -> Self {
         UpdatesConfig {
             max_artifact_bytes: 4 * 1024 * 1024 * 1024,
+            download_url: None,
+            campaign_tick: Duration::from_secs(1),
         }
     }
 }

@@ -315,6 +315,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             expiring_credential: Some(Credential::Token(expiring_token.token)),
             state_dir: Some(data_dir.join("sim")),
             telemetry_interval: args.telemetry_interval,
+            update_failure_rate: 0.0,
         },
         devices: args.devices,
         prefix: "demo".into(),

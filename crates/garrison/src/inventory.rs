@@ -41,6 +41,7 @@ pub async fn start(
     tenant: TenantId,
     identity: &IdentityService,
     observer: Option<mpsc::Sender<Vec<Observation>>>,
+    update_reports: mpsc::Sender<Vec<garrison_inventory::UpdateReport>>,
 ) -> anyhow::Result<Inventory> {
     let index = Arc::new(FleetIndex::new(tenant.clone()));
     let started = std::time::Instant::now();
@@ -61,7 +62,8 @@ pub async fn start(
     };
     settings.presence_flush = config.inventory.presence_flush;
     let limits = settings.limits.clone();
-    let mut ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx);
+    let mut ingestor = Ingestor::new(store.clone(), index.clone(), settings, changed_tx)
+        .with_update_sink(update_reports);
     if let Some(observer) = observer {
         ingestor = ingestor.with_observer(observer);
     }

@@ -144,10 +144,19 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         }
         None => (None, None),
     };
-    let inventory =
-        crate::inventory::start(&config, store.clone(), tenant.clone(), &identity, observer)
-            .await
-            .context("cannot start the inventory")?;
+    // `update/status` reports reach the campaigns through the intake, after it stored them.
+    let (update_reports, update_reports_rx) = tokio::sync::mpsc::channel(64);
+    let inventory = crate::inventory::start(
+        &config,
+        store.clone(),
+        tenant.clone(),
+        &identity,
+        observer,
+        update_reports,
+    )
+    .await
+    .context("cannot start the inventory")?;
+    let campaign_broker = Arc::new(std::sync::OnceLock::new());
     let wants_syslog =
         config.syslog.udp.is_some() || config.syslog.tcp.is_some() || config.syslog.tls.is_some();
     if wants_syslog && monitor_rules.is_none() {
@@ -219,6 +228,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         .await?;
         forwarders = tasks;
         let broker = Arc::new(broker);
+        let _ = campaign_broker.set(broker.clone() as Arc<dyn garrison_broker::DeviceBroker>);
         if let Some(m) = &monitoring {
             let _ = m.broker.set(broker.clone());
         }
@@ -304,9 +314,36 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         state.attach_monitor(m.responses.clone());
         state.attach_intel(m.intel.clone());
     }
-    let app = garrison_api::app(state);
     let listener = garrison_api::bind(settings.listen).await?;
     let api_addr = listener.local_addr()?;
+    let campaigns = garrison_campaigns::CampaignService::new(
+        store.clone(),
+        inventory.service.index().clone(),
+        campaign_broker,
+        garrison_campaigns::CampaignSettings {
+            tenant: tenant.clone(),
+            download_base: config.updates.download_url.clone().unwrap_or_else(|| {
+                let host = config
+                    .api
+                    .public_names
+                    .first()
+                    .map_or("localhost", String::as_str);
+                format!("https://{host}:{}", api_addr.port())
+            }),
+            tick: config.updates.campaign_tick,
+            notices_per_tick: 1000,
+        },
+    );
+    let resumed = campaigns
+        .resume()
+        .await
+        .context("cannot load the unfinished update campaigns")?;
+    if resumed > 0 {
+        tracing::info!(campaigns = resumed, "Update campaigns resumed");
+    }
+    tokio::spawn(campaigns.clone().run(update_reports_rx));
+    state.attach_campaigns(campaigns);
+    let app = garrison_api::app(state);
     Ok(Server {
         pipeline: monitoring.map(|m| m.pipeline),
         mqtt_addr: broker.as_ref().map(|b| b.local_addr()),

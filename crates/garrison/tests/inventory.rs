@@ -26,16 +26,6 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn bootstrap_token(est: &Est<'_>, pattern: &str, uses: i64) -> String {
-    let (status, token) = est.api(
-        "POST",
-        "/api/v1/enrollment/tokens",
-        Some(json!({"device_pattern": pattern, "max_uses": uses})),
-    );
-    assert_eq!(status, 201, "{token}");
-    token["token"].as_str().unwrap().to_owned()
-}
-
 fn all_pages(est: &Est<'_>, path: &str) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;

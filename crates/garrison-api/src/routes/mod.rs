@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod campaigns;
 mod devices;
 mod enrollment;
 mod intake;
@@ -14,6 +15,8 @@ mod posture;
 mod system;
 mod tokens;
 mod updates;
+
+pub(crate) use updates::release_error;
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -97,6 +100,14 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(updates::releases, updates::publish))
         .routes(routes!(updates::release))
         .routes(routes!(updates::manifest))
+        .routes(routes!(campaigns::list, campaigns::create))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::approve))
+        .routes(routes!(campaigns::cancel))
+        .routes(routes!(campaigns::devices))
+        .routes(routes!(campaigns::history))
+        .routes(routes!(campaigns::windows))
+        .routes(routes!(campaigns::set_window, campaigns::delete_window))
         .routes(routes!(devices::quarantine))
         .routes(routes!(devices::release))
         .routes(routes!(devices::rotate))

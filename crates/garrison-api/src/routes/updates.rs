@@ -21,7 +21,7 @@ use crate::{ApiError, ApiResult, ApiState, Caller, ErrorBody, extract::Paginatio
 /// COSE documents (RFC 9052 §2: `application/cose`).
 const COSE: &str = "application/cose";
 
-fn release_error(e: ReleaseError) -> ApiError {
+pub(crate) fn release_error(e: ReleaseError) -> ApiError {
     match e {
         ReleaseError::Store(e) => e.into(),
         ReleaseError::NoRoot | ReleaseError::MissingArtifact { .. } => {
@@ -37,7 +37,7 @@ fn release_error(e: ReleaseError) -> ApiError {
     }
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(crate) fn actor(caller: &Caller) -> Actor {
     let r = caller.requester();
     Actor {
         username: r.username.to_string(),

@@ -391,3 +391,14 @@ impl Est<'_> {
         ]
     }
 }
+
+/// A bootstrap token for devices matching `pattern`, good for `uses` enrollments.
+pub fn bootstrap_token(est: &Est<'_>, pattern: &str, uses: i64) -> String {
+    let (status, token) = est.api(
+        "POST",
+        "/api/v1/enrollment/tokens",
+        Some(json!({"device_pattern": pattern, "max_uses": uses})),
+    );
+    assert_eq!(status, 201, "{token}");
+    token["token"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,605 @@
+//! Campaigns end to end at the service: a simulated fleet of 1,000 devices receives the
+//! notices through a broker stand-in and answers with `update/status` reports, as devices do
+//! over MQTT. Phases advance on success, an injected 20% failure rate aborts the rollout, a
+//! restart of the service in the middle loses nothing, download-only campaigns end at
+//! `verified`, maintenance windows hold notices back, and the rate limit is kept.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use garrison_broker::{BrokerError, DeviceBroker, DeviceConnection, DeviceCounters};
+use garrison_campaigns::{CampaignService, CampaignSettings, NewCampaign, Target};
+use garrison_contract::{SCHEMA_VERSION, UpdateAction, UpdateNotice, UpdateState, UpdateStatus};
+use garrison_core::{
+    DeviceId, TenantId,
+    audit::{Actor as AuditActor, AuditRecord},
+    device::EnrollmentMethod,
+    now_ms,
+};
+use garrison_inventory::{FleetIndex, UpdateReport, compile_group_query};
+use garrison_releases::Actor;
+use garrison_store::{
+    Store,
+    identity::Device,
+    inventory::{DeviceSummary, Group},
+    updates::Release,
+};
+use garrison_update::campaign::{
+    Action, Approval, CampaignSpec, CampaignState, MaintenanceWindow, PhaseSpec,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const FLEET: usize = 1000;
+
+fn tenant() -> TenantId {
+    TenantId::new("default").unwrap()
+}
+
+fn ann() -> Actor {
+    Actor {
+        username: "ann".into(),
+        actor: AuditActor::operator("ann"),
+        source: None,
+    }
+}
+
+/// The broker stand-in: every device is connected; notices are handed to the fleet.
+struct Wire {
+    notices: mpsc::UnboundedSender<(DeviceId, UpdateNotice)>,
+}
+
+#[async_trait::async_trait]
+impl DeviceBroker for Wire {
+    async fn is_connected(&self, _device: &DeviceId) -> bool {
+        true
+    }
+    fn device_counters(&self, _device: &DeviceId) -> Option<DeviceCounters> {
+        None
+    }
+    async fn send_to_device(
+        &self,
+        device: &DeviceId,
+        channel: &str,
+        payload: bytes::Bytes,
+    ) -> Result<(), BrokerError> {
+        assert_eq!(channel, "update");
+        let notice: UpdateNotice = serde_json::from_slice(&payload).unwrap();
+        let _ = self.notices.send((device.clone(), notice));
+        Ok(())
+    }
+    async fn disconnect(&self, _device: &DeviceId) -> bool {
+        false
+    }
+    async fn connections(&self) -> Vec<DeviceConnection> {
+        Vec::new()
+    }
+}
+
+struct Fleet {
+    store: Arc<dyn Store>,
+    index: Arc<FleetIndex>,
+    release: Release,
+    _dir: tempfile::TempDir,
+}
+
+async fn fleet() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    let store = garrison_store::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let index = Arc::new(FleetIndex::new(tenant()));
+    for i in 0..FLEET {
+        let id = DeviceId::new(format!("cam-{i:04}")).unwrap();
+        index.upsert_device(&Device {
+            tenant: tenant(),
+            id: id.clone(),
+            quarantined: false,
+            enrolled_via: EnrollmentMethod::Token,
+            current_serial: None,
+            created_at: 0,
+            updated_at: 0,
+            rotation_requested_at: None,
+        });
+        let model = if i % 100 == 99 {
+            "other-model"
+        } else {
+            "cam-x"
+        };
+        index.apply_inventory(
+            &id,
+            DeviceSummary {
+                model: Some(model.into()),
+                ..DeviceSummary::default()
+            },
+            1,
+        );
+    }
+    for (name, query) in [
+        ("cams", "model = \"cam-x\""),
+        ("night", "model = \"cam-x\" and id ~ \"cam-00*\""),
+    ] {
+        index.put_group(
+            Group {
+                tenant: tenant(),
+                name: name.into(),
+                description: String::new(),
+                query: Some(query.into()),
+                impact: None,
+                allowed_services: None,
+                created_by: "ann".into(),
+                created_at: 0,
+                updated_at: 0,
+            },
+            Some(compile_group_query(query).unwrap()),
+        );
+    }
+    let release = Release {
+        id: "r1".into(),
+        tenant: tenant(),
+        vendor: "acme".into(),
+        model: "cam-x".into(),
+        sequence: 7,
+        version: "2.0.0".into(),
+        signed_by: "k1".into(),
+        artifacts: json!([{"name": "rootfs.swu", "sha256": "ab".repeat(32), "size": 10}]),
+        expires_at: None,
+        manifest: vec![0xd2, 0x84, 1, 2, 3],
+        created_at: 1,
+        created_by: "ann".into(),
+    };
+    store
+        .release_create(
+            &release,
+            AuditRecord::new(
+                &tenant(),
+                AuditActor::operator("ann"),
+                "update.release.publish",
+                "r1",
+            ),
+        )
+        .await
+        .unwrap();
+    Fleet {
+        store,
+        index,
+        release,
+        _dir: dir,
+    }
+}
+
+/// A running service with its simulated devices: each answers a notice with the stages of an
+/// install (or of a download for download-only), failing when `fails` says so.
+struct Running {
+    service: CampaignService,
+    notified: Arc<Mutex<HashMap<DeviceId, u32>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn start(f: &Fleet, fails: fn(&DeviceId) -> bool) -> Running {
+    let (notices_tx, mut notices) = mpsc::unbounded_channel();
+    let cell: Arc<OnceLock<Arc<dyn DeviceBroker>>> = Arc::new(OnceLock::new());
+    let _ = cell.set(Arc::new(Wire {
+        notices: notices_tx,
+    }));
+    let service = CampaignService::new(
+        f.store.clone(),
+        f.index.clone(),
+        cell,
+        CampaignSettings {
+            tenant: tenant(),
+            download_base: "https://garrison.test:8443".into(),
+            tick: Duration::from_millis(20),
+            notices_per_tick: 1000,
+        },
+    );
+    let (reports_tx, reports_rx) = mpsc::channel(64);
+    let notified = Arc::new(Mutex::new(HashMap::new()));
+    let seen = notified.clone();
+    let devices = tokio::spawn(async move {
+        while let Some((device, notice)) = notices.recv().await {
+            let notice: UpdateNotice = notice;
+            if notice.action == UpdateAction::Cancel {
+                continue;
+            }
+            assert_eq!(notice.artifacts.len(), 1);
+            assert!(
+                notice.artifacts[0]
+                    .url
+                    .starts_with("https://garrison.test:8443/device/v1/artifacts/")
+            );
+            assert!(notice.manifest.is_some());
+            *seen.lock().unwrap().entry(device.clone()).or_insert(0) += 1;
+            let states: &[UpdateState] = if fails(&device) {
+                &[UpdateState::Downloading, UpdateState::Failed]
+            } else if notice.action == UpdateAction::DownloadOnly {
+                &[
+                    UpdateState::Downloading,
+                    UpdateState::Downloaded,
+                    UpdateState::Verified,
+                ]
+            } else {
+                &[
+                    UpdateState::Downloading,
+                    UpdateState::Downloaded,
+                    UpdateState::Verified,
+                    UpdateState::Installing,
+                    UpdateState::Installed,
+                    UpdateState::Rebooted,
+                    UpdateState::Succeeded,
+                ]
+            };
+            let reports: Vec<UpdateReport> = states
+                .iter()
+                .map(|&state| UpdateReport {
+                    device: device.clone(),
+                    received_at: now_ms(),
+                    status: UpdateStatus {
+                        schema: SCHEMA_VERSION,
+                        device_id: None,
+                        campaign: notice.campaign.clone(),
+                        attempt: Some(notice.attempt),
+                        state,
+                        reason: (state == UpdateState::Failed).then(|| "flash write error".into()),
+                    },
+                })
+                .collect();
+            if reports_tx.send(reports).await.is_err() {
+                return;
+            }
+        }
+    });
+    let runner = tokio::spawn(service.clone().run(reports_rx));
+    Running {
+        service,
+        notified,
+        tasks: vec![devices, runner],
+    }
+}
+
+fn spec(phases: &[(u8, Approval)]) -> CampaignSpec {
+    CampaignSpec {
+        phases: phases
+            .iter()
+            .map(|&(percent, approval)| PhaseSpec { percent, approval })
+            .collect(),
+        success_threshold: 90,
+        error_threshold: 10,
+        max_attempts: 1,
+        retry_backoff_ms: 0,
+        ..CampaignSpec::default()
+    }
+}
+
+fn standard() -> CampaignSpec {
+    spec(&[
+        (1, Approval::Automatic),
+        (10, Approval::Automatic),
+        (100, Approval::Automatic),
+    ])
+}
+
+async fn wait_for(
+    service: &CampaignService,
+    id: &str,
+    done: impl Fn(CampaignState) -> bool,
+) -> garrison_campaigns::CampaignSummary {
+    for _ in 0..1500 {
+        let s = service.get(id).await.unwrap();
+        if done(s.state) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "campaign {id} did not get there: {:?}",
+        service.get(id).await.unwrap().stages
+    );
+}
+
+fn new_campaign(f: &Fleet, target: Target, spec: CampaignSpec) -> NewCampaign {
+    NewCampaign {
+        name: "cam-x 2.0".into(),
+        release: f.release.id.clone(),
+        target,
+        spec,
+    }
+}
+
+async fn audit_actions(store: &dyn Store, campaign: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let page = store
+        .audit_list(&tenant(), &garrison_store::PageRequest::first(500))
+        .await
+        .unwrap();
+    for e in page.items.into_iter().rev() {
+        if e.target == format!("campaign:{campaign}") {
+            out.push(e.action.clone());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_to_a_thousand_devices_advances_phase_by_phase_to_completion() {
+    let f = fleet().await;
+    let run = start(&f, |_| false);
+    let created = run
+        .service
+        .create(
+            new_campaign(&f, Target::Query("id ~ \"cam-*\"".into()), standard()),
+            &ann(),
+        )
+        .await
+        .unwrap();
+    // One device in a hundred is another model: left out, and said so.
+    assert_eq!(created.record.devices, 990);
+    assert_eq!(created.excluded.get("other-model"), Some(&10));
+    assert_eq!(
+        created.phases.iter().map(|p| p.total).collect::<Vec<_>>(),
+        vec![10, 89, 891]
+    );
+    let started = std::time::Instant::now();
+    let done = wait_for(&run.service, &created.record.id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Completed);
+    assert_eq!(done.stages.get("succeeded"), Some(&990));
+    // Every device was asked exactly once.
+    let notified = run.notified.lock().unwrap().clone();
+    assert_eq!(notified.len(), 990);
+    assert!(notified.values().all(|&n| n == 1));
+    eprintln!("990 devices updated in {:?}", started.elapsed());
+    // Its path is kept per device, and every decision is audited in order.
+    let history = run
+        .service
+        .history(&created.record.id, &DeviceId::new("cam-0000").unwrap())
+        .await
+        .unwrap();
+    let stages: Vec<&str> = history.iter().map(|h| h.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "notified",
+            "downloading",
+            "downloaded",
+            "verified",
+            "installing",
+            "installed",
+            "rebooted",
+            "succeeded"
+        ]
+    );
+    assert_eq!(
+        audit_actions(f.store.as_ref(), &created.record.id).await,
+        [
+            "update.campaign.create",
+            "update.campaign.advance",
+            "update.campaign.advance",
+            "update.campaign.complete"
+        ]
+    );
+    assert!(f.store.audit_verify().await.unwrap().first_break.is_none());
+}
+
+/// One device in five fails (by its id, so the draw does not depend on timing).
+fn one_in_five(device: &DeviceId) -> bool {
+    let n: usize = device.as_str()[4..].parse().unwrap();
+    n.is_multiple_of(5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_percent_failure_rate_aborts_the_rollout_before_it_reaches_the_fleet() {
+    let f = fleet().await;
+    let run = start(&f, one_in_five);
+    let created = run
+        .service
+        .create(
+            new_campaign(&f, Target::Group("cams".into()), standard()),
+            &ann(),
+        )
+        .await
+        .unwrap();
+    let done = wait_for(&run.service, &created.record.id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Aborted);
+    let reason = done.record.reason.clone().unwrap();
+    assert!(
+        reason.contains("above the error threshold of 10%"),
+        "{reason}"
+    );
+    // Only the phases that started were touched; the rest of the fleet never got a notice.
+    let notified = run.notified.lock().unwrap().len() as u64;
+    let started: u64 = done.phases[..=done.record.phase as usize]
+        .iter()
+        .map(|p| p.total)
+        .sum();
+    assert!(
+        notified <= started,
+        "{notified} notified, {started} in started phases"
+    );
+    assert!(notified < 200, "{notified} devices were notified");
+    assert_eq!(done.stages.get("pending"), None);
+    assert!(done.stages.get("cancelled").copied().unwrap_or(0) >= 990 - started);
+    let actions = audit_actions(f.store.as_ref(), &created.record.id).await;
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("update.campaign.abort")
+    );
+    // A failed device's history says why.
+    let failed = run
+        .service
+        .devices(
+            &created.record.id,
+            Some(garrison_update::campaign::Stage::Failed),
+            &garrison_store::PageRequest::first(5),
+        )
+        .await
+        .unwrap();
+    assert!(!failed.items.is_empty());
+    assert_eq!(failed.items[0].reason.as_deref(), Some("flash write error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_rollout_resumes_exactly_where_it_was() {
+    let f = fleet().await;
+    let id;
+    let before;
+    {
+        let run = start(&f, |_| false);
+        let created = run
+            .service
+            .create(
+                new_campaign(
+                    &f,
+                    Target::Group("cams".into()),
+                    spec(&[
+                        (1, Approval::Automatic),
+                        (10, Approval::Manual),
+                        (100, Approval::Automatic),
+                    ]),
+                ),
+                &ann(),
+            )
+            .await
+            .unwrap();
+        id = created.record.id.clone();
+        before = wait_for(&run.service, &id, |s| s == CampaignState::WaitingApproval).await;
+        // The server stops here.
+    }
+    let run = start(&f, |_| false);
+    assert_eq!(run.service.resume().await.unwrap(), 1);
+    let after = run.service.get(&id).await.unwrap();
+    assert_eq!(after.state, CampaignState::WaitingApproval);
+    assert_eq!(after.phases, before.phases);
+    assert_eq!(after.stages, before.stages);
+    assert_eq!(after.record.phase, 0);
+    // While it waits no new phase starts: only first-phase devices left at `notified` by the
+    // stop are sent their notice again. The operator's approval starts phase 2.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resent = run.notified.lock().unwrap().len() as u64;
+    assert!(
+        resent <= before.phases[0].open,
+        "{resent} notices while waiting"
+    );
+    run.service.approve(&id, &ann()).await.unwrap();
+    let done = wait_for(&run.service, &id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Completed);
+    assert_eq!(done.stages.get("succeeded"), Some(&990));
+    // The first phase's devices were not asked again after the restart.
+    let again = run.notified.lock().unwrap().len();
+    assert_eq!(again as u64, 990 - before.phases[0].total + resent);
+    let conflict = run.service.approve(&id, &ann()).await.unwrap_err();
+    assert!(conflict.to_string().contains("completed"), "{conflict}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_only_campaigns_end_at_verified() {
+    let f = fleet().await;
+    let run = start(&f, |_| false);
+    let mut s = spec(&[(50, Approval::Automatic), (100, Approval::Automatic)]);
+    s.action = Action::DownloadOnly;
+    let created = run
+        .service
+        .create(new_campaign(&f, Target::Group("night".into()), s), &ann())
+        .await
+        .unwrap();
+    let done = wait_for(&run.service, &created.record.id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Completed);
+    let history = run
+        .service
+        .history(&created.record.id, &DeviceId::new("cam-0001").unwrap())
+        .await
+        .unwrap();
+    let stages: Vec<&str> = history.iter().map(|h| h.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        ["notified", "downloading", "downloaded", "succeeded"]
+    );
+    assert_eq!(history[3].reported.as_deref(), Some("verified"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_windows_and_the_rate_limit_hold_notices_back() {
+    let f = fleet().await;
+    let run = start(&f, |_| false);
+    // A window that is closed now: open for one minute, twelve hours from now.
+    let closed_start = (now_ms() / 60_000 + 720) % 1440;
+    let closed = MaintenanceWindow {
+        days: vec![],
+        start: format!("{:02}:{:02}", closed_start / 60, closed_start % 60),
+        duration_minutes: 1,
+        utc_offset_minutes: 0,
+    };
+    run.service
+        .set_window("night", closed, &ann())
+        .await
+        .unwrap();
+    let created = run
+        .service
+        .create(
+            new_campaign(
+                &f,
+                Target::Group("night".into()),
+                spec(&[(100, Approval::Automatic)]),
+            ),
+            &ann(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        run.notified.lock().unwrap().is_empty(),
+        "notified outside the window"
+    );
+    assert_eq!(
+        run.service
+            .get(&created.record.id)
+            .await
+            .unwrap()
+            .stages
+            .get("pending"),
+        Some(&created.record.devices.try_into().unwrap())
+    );
+    // The window goes; the devices are asked.
+    run.service.delete_window("night", &ann()).await.unwrap();
+    let done = wait_for(&run.service, &created.record.id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Completed);
+    run.service
+        .cancel(&created.record.id, &ann())
+        .await
+        .unwrap_err();
+
+    // 60 a minute: one at once, then about one a second.
+    let mut limited = spec(&[(100, Approval::Automatic)]);
+    limited.rate_per_minute = Some(60);
+    let total = |run: &Running| run.notified.lock().unwrap().values().sum::<u32>();
+    let before = total(&run);
+    let created = run
+        .service
+        .create(
+            new_campaign(&f, Target::Group("cams".into()), limited),
+            &ann(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = total(&run) - before;
+    assert!((1..=3).contains(&sent), "{sent} notices in 1.5 s at 60/min");
+    let cancelled = run
+        .service
+        .cancel(&created.record.id, &ann())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, CampaignState::Cancelled);
+    assert_eq!(cancelled.stages.get("pending"), None);
+}

@@ -1,0 +1,326 @@
+//! An update campaign end to end over the real protocols: a release signed offline with
+//! `garrison release`, published, and rolled out in two phases to simulated cameras over MQTT.
+//! Each device pins the trust root, verifies the manifest, downloads the artifact over HTTPS
+//! with its own certificate, reports every stage on `update/status`, and reports its new
+//! firmware. The same release offered again is refused by every device as a rollback, which
+//! aborts the second campaign. curl shows the download route refuses requests without a
+//! device certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::*;
+
+fn ok(home: &Path, args: &[&str]) -> String {
+    let (success, out, err) = run(garrison(home).args(args), None);
+    assert!(success, "garrison {args:?} failed: {err}");
+    out
+}
+
+fn wait_campaign(est: &Est<'_>, id: &str, home: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, c) = est.api("GET", &format!("/api/v1/updates/campaigns/{id}"), None);
+        assert_eq!(status, 200, "{c}");
+        let state = c["state"].as_str().unwrap();
+        if ["completed", "aborted", "cancelled"].contains(&state) {
+            return c;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(home.join("sim.log")).unwrap_or_default();
+            panic!("campaign stuck: {c}\nsim log tail:\n{}", tail(&log));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn tail(s: &str) -> String {
+    s.lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start_with_env(h, &[("GARRISON_UPDATES__CAMPAIGN_TICK", "200ms")]);
+    let ca = h.join("garrison-data/ca.pem");
+    let est = est_for(&server, h, &ca);
+    let token = est.token.clone();
+
+    // Offline: keys, the root, a release for the simulator's cameras.
+    for key in ["root", "release"] {
+        ok(h, &["release", "keygen", key]);
+    }
+    ok(
+        h,
+        &[
+            "release",
+            "root",
+            "--root-key",
+            "root.pub",
+            "--release-key",
+            "release.pub",
+            "--sign-with",
+            "root.key",
+            "--out",
+            "root.cose",
+        ],
+    );
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::create_dir(h.join("dist")).unwrap();
+    std::fs::write(h.join("dist/cam.swu"), &image).unwrap();
+    ok(
+        h,
+        &[
+            "release",
+            "sign",
+            "--key",
+            "release.key",
+            "--vendor",
+            "Acme Vision",
+            "--model",
+            "AV-CAM-220",
+            "--sequence",
+            "2",
+            "--version",
+            "9.9.0",
+            "dist/cam.swu",
+            "--out",
+            "cam.cose",
+        ],
+    );
+    let (status, body) = est.send_file(
+        "PUT",
+        "/api/v1/updates/root",
+        &token,
+        "application/cose",
+        &h.join("root.cose"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let digest = {
+        let out = Command::new("sha256sum")
+            .arg(h.join("dist/cam.swu"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    };
+    let (status, body) = est.send_file(
+        "PUT",
+        &format!("/api/v1/updates/artifacts/{digest}"),
+        &token,
+        "application/octet-stream",
+        &h.join("dist/cam.swu"),
+    );
+    assert!(status == 201 || status == 200, "{status} {body}");
+    let (status, release) = est.send_file(
+        "POST",
+        "/api/v1/updates/releases",
+        &token,
+        "application/cose",
+        &h.join("cam.cose"),
+    );
+    assert_eq!(status, 201, "{release}");
+    let release_id = release["id"].as_str().unwrap().to_owned();
+
+    // Ten simulated devices, seven of them cameras.
+    let bootstrap = bootstrap_token(&est, "sim-*", 20);
+    let sim = Guard(
+        garrison(h)
+            .args([
+                "sim",
+                "--devices",
+                "10",
+                "--weak-share",
+                "0",
+                "--server",
+                &est.url,
+            ])
+            .args(["--mqtt", server.mqtt.as_deref().unwrap(), "--ca-cert"])
+            .arg(&ca)
+            .args(["--token", &bootstrap, "--state-dir"])
+            .arg(h.join("sim"))
+            .args(["--telemetry-interval", "5s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(h.join("sim.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let cameras = "model = \"AV-CAM-220\"";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, page) = est.api(
+            "GET",
+            &format!(
+                "/api/v1/devices?q={}",
+                urlencode(&format!("{cameras} and online = true"))
+            ),
+            None,
+        );
+        if page["items"].as_array().map_or(0, Vec::len) == 7 {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(h.join("sim.log")).unwrap_or_default();
+            panic!(
+                "cameras did not come online: {status} {page}\n{}",
+                tail(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Nobody may download without a device certificate.
+    let (_, out, _) = run(
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{}/device/v1/artifacts/{digest}", est.url)),
+        None,
+    );
+    assert_eq!(out.trim(), "401");
+
+    let (status, campaign) = est.api(
+        "POST",
+        "/api/v1/updates/campaigns",
+        Some(json!({
+            "name": "cameras to 9.9.0",
+            "release": release_id,
+            "target": {"query": cameras},
+            "phases": [{"percent": 30}, {"percent": 100}],
+            "success_threshold": 100,
+            "error_threshold": 0,
+        })),
+    );
+    assert_eq!(status, 201, "{campaign}");
+    assert_eq!(campaign["devices"], 7);
+    let id = campaign["id"].as_str().unwrap().to_owned();
+    let done = wait_campaign(&est, &id, h);
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["stages"]["succeeded"], 7, "{done}");
+    assert_eq!(done["phase"], 2);
+
+    // The devices report their new firmware; each one's path is kept.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) = est.api(
+            "GET",
+            &format!("/api/v1/devices?q={}", urlencode("firmware = \"9.9.0\"")),
+            None,
+        );
+        if page["items"].as_array().map_or(0, Vec::len) == 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "firmware not reported: {page}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, devices) = est.api(
+        "GET",
+        &format!("/api/v1/updates/campaigns/{id}/devices?stage=succeeded"),
+        None,
+    );
+    let device = devices["items"][0]["device"].as_str().unwrap().to_owned();
+    let (status, history) = est.api(
+        "GET",
+        &format!("/api/v1/updates/campaigns/{id}/devices/{device}"),
+        None,
+    );
+    assert_eq!(status, 200, "{history}");
+    let stages: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "notified",
+            "downloading",
+            "downloaded",
+            "verified",
+            "installing",
+            "installed",
+            "rebooted",
+            "succeeded"
+        ]
+    );
+
+    // The same release again: validly signed, but not newer than what is installed. Every
+    // device refuses it, and the campaign aborts on its first phase.
+    let (status, again) = est.api(
+        "POST",
+        "/api/v1/updates/campaigns",
+        Some(json!({
+            "name": "replay",
+            "release": release_id,
+            "target": {"query": cameras},
+            "phases": [{"percent": 30}, {"percent": 100}],
+            "max_attempts": 1,
+        })),
+    );
+    assert_eq!(status, 201, "{again}");
+    let replay = wait_campaign(&est, again["id"].as_str().unwrap(), h);
+    assert_eq!(replay["state"], "aborted", "{replay}");
+    let (_, failed) = est.api(
+        "GET",
+        &format!(
+            "/api/v1/updates/campaigns/{}/devices?stage=failed",
+            again["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    let reason = failed["items"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("sequence"), "{reason}");
+    // No device was notified beyond the first phase.
+    assert!(
+        replay["stages"]["cancelled"].as_u64().unwrap() >= 4,
+        "{replay}"
+    );
+
+    // Every decision is in the audit log.
+    let (_, audit) = est.api("GET", "/api/v1/audit?limit=200", None);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "update.campaign.create",
+        "update.campaign.advance",
+        "update.campaign.complete",
+        "update.campaign.abort",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    drop(sim);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
