@@ -319,6 +319,12 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
             Some(json!({ "minimum_version": "2.1" }))
         }
         ("post", "/api/v1/intake/messages") => Some(json!({ "messages": [] })),
+        ("post", "/api/v1/updates/campaigns") => Some(json!({
+            "name": "matrix", "release": "none", "target": { "group": "cams" },
+        })),
+        ("put", "/api/v1/updates/windows/{group}") => {
+            Some(json!({ "start": "02:00", "duration_minutes": 60 }))
+        }
         ("post", "/api/v1/auth/password") => {
             Some(json!({ "current_password": PASSWORD, "new_password": PASSWORD }))
         }

@@ -98,6 +98,13 @@ pub enum Command {
     /// publishing releases with their artifacts, listing them.
     #[command(subcommand)]
     Release(crate::release_cli::ReleaseCommand),
+    /// Update campaigns: roll a release out in phases to a group or a query, watch it,
+    /// approve its next phase, cancel it, see each device's path.
+    #[command(subcommand)]
+    Campaign(crate::campaign_cli::CampaignCommand),
+    /// Groups' maintenance windows: campaigns notify a group's devices only inside them.
+    #[command(subcommand)]
+    Window(crate::campaign_cli::WindowCommand),
     /// Run the device agent on this machine (the same as the standalone `garrison-agent`).
     Agent(garrison_agent::cli::AgentArgs),
     /// Run a simulated fleet against a Garrison server: real enrollment, real MQTT.
@@ -1038,6 +1045,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Intel(command) => crate::monitor_cli::intel(command).await,
         Command::Rules(command) => crate::rules_cli::run(command),
         Command::Release(command) => crate::release_cli::run(command).await,
+        Command::Campaign(command) => crate::campaign_cli::campaign(command).await,
+        Command::Window(command) => crate::campaign_cli::window(command).await,
         Command::Agent(args) => {
             garrison_agent::cli::run_agent(args).await?;
             Ok(ExitCode::SUCCESS)

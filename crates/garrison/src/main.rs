@@ -4,6 +4,7 @@
 // A binary has no public API: `pub` items here are visible to sibling modules only.
 #![allow(unreachable_pub, missing_docs)]
 
+mod campaign_cli;
 mod cli;
 mod client;
 mod config;

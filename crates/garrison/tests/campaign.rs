@@ -196,19 +196,36 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     );
     assert_eq!(out.trim(), "401");
 
-    let (status, campaign) = est.api(
-        "POST",
-        "/api/v1/updates/campaigns",
-        Some(json!({
-            "name": "cameras to 9.9.0",
-            "release": release_id,
-            "target": {"query": cameras},
-            "phases": [{"percent": 30}, {"percent": 100}],
-            "success_threshold": 100,
-            "error_threshold": 0,
-        })),
-    );
-    assert_eq!(status, 201, "{campaign}");
+    // The operator starts it from the command line.
+    let cli = |args: &[&str]| {
+        let mut cmd = garrison(h);
+        cmd.args(args)
+            .env("GARRISON_TOKEN", &token)
+            .env("GARRISON_SERVER", &est.url)
+            .env("GARRISON_CA_CERT", &ca);
+        let (success, out, err) = run(&mut cmd, None);
+        assert!(success, "garrison {args:?}: {err}");
+        out
+    };
+    let out = cli(&[
+        "campaign",
+        "create",
+        "--release",
+        &release_id,
+        "--name",
+        "cameras to 9.9.0",
+        "--query",
+        cameras,
+        "--phases",
+        "30,100",
+        "--success-threshold",
+        "100",
+        "--error-threshold",
+        "0",
+        "-o",
+        "json",
+    ]);
+    let campaign: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(campaign["devices"], 7);
     let id = campaign["id"].as_str().unwrap().to_owned();
     let done = wait_campaign(&est, &id, h);
@@ -230,12 +247,18 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
         assert!(Instant::now() < deadline, "firmware not reported: {page}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (_, devices) = est.api(
-        "GET",
-        &format!("/api/v1/updates/campaigns/{id}/devices?stage=succeeded"),
-        None,
-    );
-    let device = devices["items"][0]["device"].as_str().unwrap().to_owned();
+    let listed = cli(&[
+        "campaign",
+        "devices",
+        &id,
+        "--stage",
+        "succeeded",
+        "-o",
+        "json",
+    ]);
+    let devices: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 7, "{devices}");
+    let device = devices[0]["device"].as_str().unwrap().to_owned();
     let (status, history) = est.api(
         "GET",
         &format!("/api/v1/updates/campaigns/{id}/devices/{device}"),
