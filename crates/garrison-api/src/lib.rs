@@ -21,6 +21,7 @@ mod docs;
 mod error;
 mod est;
 mod extract;
+mod hawkbit;
 mod middleware;
 mod routes;
 mod server;
@@ -373,6 +374,7 @@ pub fn app(state: ApiState) -> Router {
     Router::new()
         .merge(streaming)
         .merge(device::routes())
+        .merge(hawkbit::routes())
         .merge(bounded)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

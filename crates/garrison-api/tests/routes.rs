@@ -153,6 +153,7 @@ async fn fixture(settings: ApiSettings) -> Fixture {
             download_base: "https://localhost:8443".into(),
             tick: std::time::Duration::from_secs(1),
             notices_per_tick: 100,
+            ddi_poll: std::time::Duration::from_secs(10),
         },
     ));
     let intake = tokio::sync::mpsc::channel(1024);

@@ -21,9 +21,11 @@
 //!   campaigns as they were and sends the notice again to devices left at `notified`.
 #![forbid(unsafe_code)]
 
+mod ddi;
 mod engine;
 mod service;
 
+pub use ddi::{DdiDeployment, DdiPoll};
 pub use service::{
     CampaignError, CampaignService, CampaignSettings, CampaignSummary, NewCampaign, Target,
 };

@@ -38,6 +38,9 @@ pub struct CampaignSettings {
     pub tick: Duration,
     /// Notices sent per campaign per tick at most (the rest follow on the next tick).
     pub notices_per_tick: usize,
+    /// How often hawkBit (DDI) clients are told to poll; a device that polled within three of
+    /// these counts as reachable.
+    pub ddi_poll: Duration,
 }
 
 /// What a campaign rolls out to.
@@ -109,21 +112,28 @@ pub enum CampaignError {
 /// The campaign service. Cheap to clone.
 #[derive(Clone)]
 pub struct CampaignService {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn Store>,
     index: Arc<FleetIndex>,
     broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
-    settings: CampaignSettings,
-    engine: Mutex<Engine>,
+    pub(crate) settings: CampaignSettings,
+    pub(crate) engine: Mutex<Engine>,
 }
 
 #[derive(Default)]
-struct Engine {
-    live: BTreeMap<String, Live>,
+pub(crate) struct Engine {
+    pub(crate) live: BTreeMap<String, Live>,
     windows: BTreeMap<String, MaintenanceWindow>,
+    /// When each hawkBit (DDI) client last polled: such a device is reachable without an
+    /// MQTT session.
+    pub(crate) polled: HashMap<DeviceId, UnixMillis>,
+    /// Devices told to stop that have not confirmed it over DDI yet, with the action.
+    pub(crate) cancels: HashMap<DeviceId, i64>,
+    /// DDI clients that sent their attributes since the server started.
+    pub(crate) configured: HashSet<DeviceId>,
 }
 
 /// A notice to send once the change behind it is stored.
@@ -336,9 +346,10 @@ impl CampaignService {
             .map(|(d, phase)| (d, Progress::new(phase, now)))
             .collect();
         let rows: Vec<CampaignDevice> = progress.iter().map(|(d, p)| to_row(d, p)).collect();
-        let record = CampaignRecord {
+        let mut record = CampaignRecord {
             id: id.clone(),
             tenant: self.tenant().clone(),
+            number: 0,
             name: name.to_owned(),
             release_id: release.id.clone(),
             target: serde_json::to_value(&new.target).unwrap_or_default(),
@@ -351,7 +362,8 @@ impl CampaignService {
             created_by: by.username.clone(),
             updated_at: now,
         };
-        self.store()
+        record.number = self
+            .store()
             .campaign_create(
                 &record,
                 &rows,
@@ -461,7 +473,11 @@ impl CampaignService {
                 )
                 .await?;
             summary = summarise(live);
+            let number = live.record.number;
             engine.live.remove(id);
+            for o in &outgoing {
+                engine.cancels.insert(o.device.clone(), number);
+            }
         }
         self.send(outgoing).await;
         Ok(summary)
@@ -752,6 +768,7 @@ impl CampaignService {
         let mut engine = self.inner.engine.lock().await;
         let ids: Vec<String> = engine.live.keys().cloned().collect();
         let windows = engine.windows.clone();
+        let polled = engine.polled.clone();
         let mut outgoing = Vec::new();
         for id in ids {
             let Some(live) = engine.live.get_mut(&id) else {
@@ -766,7 +783,7 @@ impl CampaignService {
                 continue;
             }
             live.commit(expired);
-            if let Some(broker) = &broker {
+            {
                 let candidates: Vec<DeviceId> = live
                     .devices
                     .iter()
@@ -776,9 +793,16 @@ impl CampaignService {
                     .collect();
                 let mut admitted = HashSet::new();
                 for device in candidates {
-                    if in_window(&self.inner.index, &windows, &device, now)
-                        && broker.is_connected(&device).await
-                    {
+                    if !in_window(&self.inner.index, &windows, &device, now) {
+                        continue;
+                    }
+                    let polled =
+                        polled_recently(&polled, &device, now, self.inner.settings.ddi_poll);
+                    let connected = match &broker {
+                        Some(b) if !polled => b.is_connected(&device).await,
+                        _ => polled,
+                    };
+                    if connected {
                         admitted.insert(device);
                     }
                 }
@@ -895,6 +919,7 @@ impl CampaignService {
                 }
                 Decision::Abort { reason } => {
                     tracing::warn!(campaign = %id, "Campaign aborted: {reason}");
+                    let number = live.record.number;
                     let out = self
                         .finish(
                             live,
@@ -903,9 +928,14 @@ impl CampaignService {
                             audit("update.campaign.abort"),
                         )
                         .await;
-                    engine.live.remove(id);
                     return match out {
-                        Ok(out) => out,
+                        Ok(out) => {
+                            engine.live.remove(id);
+                            for o in &out {
+                                engine.cancels.insert(o.device.clone(), number);
+                            }
+                            out
+                        }
                         Err(e) => {
                             tracing::error!(campaign = %id, error = %e, "Cannot store the abort; it is decided again on the next tick");
                             Vec::new()
@@ -990,6 +1020,17 @@ fn artifacts(
                 a.get("size")?.as_u64()?,
             ))
         })
+}
+
+/// Whether a hawkBit client polled within three poll intervals.
+fn polled_recently(
+    polled: &HashMap<DeviceId, UnixMillis>,
+    device: &DeviceId,
+    now: UnixMillis,
+    interval: Duration,
+) -> bool {
+    let window = i64::try_from(interval.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+    polled.get(device).is_some_and(|&at| now - at <= window)
 }
 
 /// Whether `device` may be asked now: outside any windowed group, or inside an open window of

@@ -5,269 +5,19 @@
 //! `verified`, maintenance windows hold notices back, and the rate limit is kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
-    time::Duration,
-};
+use std::time::Duration;
 
-use garrison_broker::{BrokerError, DeviceBroker, DeviceConnection, DeviceCounters};
-use garrison_campaigns::{CampaignService, CampaignSettings, NewCampaign, Target};
-use garrison_contract::{SCHEMA_VERSION, UpdateAction, UpdateNotice, UpdateState, UpdateStatus};
-use garrison_core::{
-    DeviceId, TenantId,
-    audit::{Actor as AuditActor, AuditRecord},
-    device::EnrollmentMethod,
-    now_ms,
-};
-use garrison_inventory::{FleetIndex, UpdateReport, compile_group_query};
-use garrison_releases::Actor;
-use garrison_store::{
-    Store,
-    identity::Device,
-    inventory::{DeviceSummary, Group},
-    updates::Release,
-};
+use garrison_campaigns::{CampaignService, NewCampaign, Target};
+use garrison_core::{DeviceId, now_ms};
+use garrison_store::Store;
 use garrison_update::campaign::{
     Action, Approval, CampaignSpec, CampaignState, MaintenanceWindow, PhaseSpec,
 };
-use serde_json::json;
-use tokio::sync::mpsc;
+
+mod fleet;
+use fleet::*;
 
 const FLEET: usize = 1000;
-
-fn tenant() -> TenantId {
-    TenantId::new("default").unwrap()
-}
-
-fn ann() -> Actor {
-    Actor {
-        username: "ann".into(),
-        actor: AuditActor::operator("ann"),
-        source: None,
-    }
-}
-
-/// The broker stand-in: every device is connected; notices are handed to the fleet.
-struct Wire {
-    notices: mpsc::UnboundedSender<(DeviceId, UpdateNotice)>,
-}
-
-#[async_trait::async_trait]
-impl DeviceBroker for Wire {
-    async fn is_connected(&self, _device: &DeviceId) -> bool {
-        true
-    }
-    fn device_counters(&self, _device: &DeviceId) -> Option<DeviceCounters> {
-        None
-    }
-    async fn send_to_device(
-        &self,
-        device: &DeviceId,
-        channel: &str,
-        payload: bytes::Bytes,
-    ) -> Result<(), BrokerError> {
-        assert_eq!(channel, "update");
-        let notice: UpdateNotice = serde_json::from_slice(&payload).unwrap();
-        let _ = self.notices.send((device.clone(), notice));
-        Ok(())
-    }
-    async fn disconnect(&self, _device: &DeviceId) -> bool {
-        false
-    }
-    async fn connections(&self) -> Vec<DeviceConnection> {
-        Vec::new()
-    }
-}
-
-struct Fleet {
-    store: Arc<dyn Store>,
-    index: Arc<FleetIndex>,
-    release: Release,
-    _dir: tempfile::TempDir,
-}
-
-async fn fleet() -> Fleet {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("g.db").display());
-    let store = garrison_store::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    let index = Arc::new(FleetIndex::new(tenant()));
-    for i in 0..FLEET {
-        let id = DeviceId::new(format!("cam-{i:04}")).unwrap();
-        index.upsert_device(&Device {
-            tenant: tenant(),
-            id: id.clone(),
-            quarantined: false,
-            enrolled_via: EnrollmentMethod::Token,
-            current_serial: None,
-            created_at: 0,
-            updated_at: 0,
-            rotation_requested_at: None,
-        });
-        let model = if i % 100 == 99 {
-            "other-model"
-        } else {
-            "cam-x"
-        };
-        index.apply_inventory(
-            &id,
-            DeviceSummary {
-                model: Some(model.into()),
-                ..DeviceSummary::default()
-            },
-            1,
-        );
-    }
-    for (name, query) in [
-        ("cams", "model = \"cam-x\""),
-        ("night", "model = \"cam-x\" and id ~ \"cam-00*\""),
-    ] {
-        index.put_group(
-            Group {
-                tenant: tenant(),
-                name: name.into(),
-                description: String::new(),
-                query: Some(query.into()),
-                impact: None,
-                allowed_services: None,
-                created_by: "ann".into(),
-                created_at: 0,
-                updated_at: 0,
-            },
-            Some(compile_group_query(query).unwrap()),
-        );
-    }
-    let release = Release {
-        id: "r1".into(),
-        tenant: tenant(),
-        vendor: "acme".into(),
-        model: "cam-x".into(),
-        sequence: 7,
-        version: "2.0.0".into(),
-        signed_by: "k1".into(),
-        artifacts: json!([{"name": "rootfs.swu", "sha256": "ab".repeat(32), "size": 10}]),
-        expires_at: None,
-        manifest: vec![0xd2, 0x84, 1, 2, 3],
-        created_at: 1,
-        created_by: "ann".into(),
-    };
-    store
-        .release_create(
-            &release,
-            AuditRecord::new(
-                &tenant(),
-                AuditActor::operator("ann"),
-                "update.release.publish",
-                "r1",
-            ),
-        )
-        .await
-        .unwrap();
-    Fleet {
-        store,
-        index,
-        release,
-        _dir: dir,
-    }
-}
-
-/// A running service with its simulated devices: each answers a notice with the stages of an
-/// install (or of a download for download-only), failing when `fails` says so.
-struct Running {
-    service: CampaignService,
-    notified: Arc<Mutex<HashMap<DeviceId, u32>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-fn start(f: &Fleet, fails: fn(&DeviceId) -> bool) -> Running {
-    let (notices_tx, mut notices) = mpsc::unbounded_channel();
-    let cell: Arc<OnceLock<Arc<dyn DeviceBroker>>> = Arc::new(OnceLock::new());
-    let _ = cell.set(Arc::new(Wire {
-        notices: notices_tx,
-    }));
-    let service = CampaignService::new(
-        f.store.clone(),
-        f.index.clone(),
-        cell,
-        CampaignSettings {
-            tenant: tenant(),
-            download_base: "https://garrison.test:8443".into(),
-            tick: Duration::from_millis(20),
-            notices_per_tick: 1000,
-        },
-    );
-    let (reports_tx, reports_rx) = mpsc::channel(64);
-    let notified = Arc::new(Mutex::new(HashMap::new()));
-    let seen = notified.clone();
-    let devices = tokio::spawn(async move {
-        while let Some((device, notice)) = notices.recv().await {
-            let notice: UpdateNotice = notice;
-            if notice.action == UpdateAction::Cancel {
-                continue;
-            }
-            assert_eq!(notice.artifacts.len(), 1);
-            assert!(
-                notice.artifacts[0]
-                    .url
-                    .starts_with("https://garrison.test:8443/device/v1/artifacts/")
-            );
-            assert!(notice.manifest.is_some());
-            *seen.lock().unwrap().entry(device.clone()).or_insert(0) += 1;
-            let states: &[UpdateState] = if fails(&device) {
-                &[UpdateState::Downloading, UpdateState::Failed]
-            } else if notice.action == UpdateAction::DownloadOnly {
-                &[
-                    UpdateState::Downloading,
-                    UpdateState::Downloaded,
-                    UpdateState::Verified,
-                ]
-            } else {
-                &[
-                    UpdateState::Downloading,
-                    UpdateState::Downloaded,
-                    UpdateState::Verified,
-                    UpdateState::Installing,
-                    UpdateState::Installed,
-                    UpdateState::Rebooted,
-                    UpdateState::Succeeded,
-                ]
-            };
-            let reports: Vec<UpdateReport> = states
-                .iter()
-                .map(|&state| UpdateReport {
-                    device: device.clone(),
-                    received_at: now_ms(),
-                    status: UpdateStatus {
-                        schema: SCHEMA_VERSION,
-                        device_id: None,
-                        campaign: notice.campaign.clone(),
-                        attempt: Some(notice.attempt),
-                        state,
-                        reason: (state == UpdateState::Failed).then(|| "flash write error".into()),
-                    },
-                })
-                .collect();
-            if reports_tx.send(reports).await.is_err() {
-                return;
-            }
-        }
-    });
-    let runner = tokio::spawn(service.clone().run(reports_rx));
-    Running {
-        service,
-        notified,
-        tasks: vec![devices, runner],
-    }
-}
 
 fn spec(phases: &[(u8, Approval)]) -> CampaignSpec {
     CampaignSpec {
@@ -334,7 +84,7 @@ async fn audit_actions(store: &dyn Store, campaign: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_to_a_thousand_devices_advances_phase_by_phase_to_completion() {
-    let f = fleet().await;
+    let f = fleet(FLEET).await;
     let run = start(&f, |_| false);
     let created = run
         .service
@@ -400,7 +150,7 @@ fn one_in_five(device: &DeviceId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_twenty_percent_failure_rate_aborts_the_rollout_before_it_reaches_the_fleet() {
-    let f = fleet().await;
+    let f = fleet(FLEET).await;
     let run = start(&f, one_in_five);
     let created = run
         .service
@@ -451,7 +201,7 @@ async fn a_twenty_percent_failure_rate_aborts_the_rollout_before_it_reaches_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_of_a_rollout_resumes_exactly_where_it_was() {
-    let f = fleet().await;
+    let f = fleet(FLEET).await;
     let id;
     let before;
     {
@@ -504,7 +254,7 @@ async fn a_restart_in_the_middle_of_a_rollout_resumes_exactly_where_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn download_only_campaigns_end_at_verified() {
-    let f = fleet().await;
+    let f = fleet(FLEET).await;
     let run = start(&f, |_| false);
     let mut s = spec(&[(50, Approval::Automatic), (100, Approval::Automatic)]);
     s.action = Action::DownloadOnly;
@@ -530,7 +280,7 @@ async fn download_only_campaigns_end_at_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_windows_and_the_rate_limit_hold_notices_back() {
-    let f = fleet().await;
+    let f = fleet(FLEET).await;
     let run = start(&f, |_| false);
     // A window that is closed now: open for one minute, twelve hours from now.
     let closed_start = (now_ms() / 60_000 + 720) % 1440;

@@ -132,6 +132,18 @@ struct Inner {
     tenant: TenantId,
     dir: PathBuf,
     max_artifact_bytes: u64,
+    /// SHA-1 and MD5 of artifacts, computed once when a hawkBit client first needs them.
+    legacy: std::sync::Mutex<std::collections::HashMap<String, LegacyDigests>>,
+}
+
+/// The digests hawkBit clients check besides SHA-256 (swupdate checks SHA-1). They are not
+/// what Garrison trusts — the signed manifest's SHA-256 is — only what those clients expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyDigests {
+    /// SHA-1, lowercase hex.
+    pub sha1: String,
+    /// MD5, lowercase hex.
+    pub md5: String,
 }
 
 impl Releases {
@@ -165,6 +177,7 @@ impl Releases {
                 tenant,
                 dir,
                 max_artifact_bytes,
+                legacy: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -222,6 +235,47 @@ impl Releases {
     /// Where the artifact with this digest is (or would be) stored.
     pub fn artifact_path(&self, sha256: &str) -> Option<PathBuf> {
         is_sha256(sha256).then(|| self.inner.dir.join(sha256))
+    }
+
+    /// SHA-1 and MD5 of a held artifact, for hawkBit clients; read from its file the first
+    /// time (on a blocking thread), then remembered.
+    pub async fn legacy_digests(&self, sha256: &str) -> Result<LegacyDigests, ReleaseError> {
+        let path = self
+            .artifact_path(sha256)
+            .ok_or_else(|| ReleaseError::BadDigest(sha256.to_owned()))?;
+        if let Some(d) = self.legacy_cached(sha256) {
+            return Ok(d);
+        }
+        let digests = tokio::task::spawn_blocking(move || -> std::io::Result<LegacyDigests> {
+            use std::io::Read;
+            let mut file = std::fs::File::open(path)?;
+            let mut sha1 =
+                aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+            let mut md5 = <md5::Md5 as md5::Digest>::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                sha1.update(&buffer[..n]);
+                md5::Digest::update(&mut md5, &buffer[..n]);
+            }
+            Ok(LegacyDigests {
+                sha1: hex::encode(sha1.finish()),
+                md5: hex::encode(md5::Digest::finalize(md5)),
+            })
+        })
+        .await
+        .map_err(|e| ReleaseError::Io(std::io::Error::other(e)))??;
+        if let Ok(mut cache) = self.inner.legacy.lock() {
+            cache.insert(sha256.to_owned(), digests.clone());
+        }
+        Ok(digests)
+    }
+
+    fn legacy_cached(&self, sha256: &str) -> Option<LegacyDigests> {
+        self.inner.legacy.lock().ok()?.get(sha256).cloned()
     }
 
     /// The record of a held artifact.

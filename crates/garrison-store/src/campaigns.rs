@@ -15,6 +15,8 @@ pub struct CampaignRecord {
     pub id: String,
     /// Tenant.
     pub tenant: TenantId,
+    /// 1, 2, … per tenant, assigned by the store at creation (hawkBit's numeric action id).
+    pub number: i64,
     /// For people.
     pub name: String,
     /// The release it rolls out.
@@ -115,13 +117,14 @@ pub struct MaintenanceWindowRecord {
 /// Storage for campaigns.
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
-    /// Creates a campaign with all its devices, audited, in one transaction.
+    /// Creates a campaign with all its devices, audited, in one transaction; returns the
+    /// number it was given (`campaign.number` is ignored).
     async fn campaign_create(
         &self,
         campaign: &CampaignRecord,
         devices: &[CampaignDevice],
         audit: AuditRecord,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<i64>;
 
     /// Changes a campaign's state, phase and reason, audited (operators' decisions and the
     /// engine's alike).

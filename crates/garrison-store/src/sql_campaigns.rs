@@ -10,7 +10,7 @@ use crate::{
     sql_inventory::from_json,
 };
 
-pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant, name, release_id, target, spec, state, \
+pub(crate) const CAMPAIGN_COLUMNS: &str = "id, tenant, number, name, release_id, target, spec, state, \
      phase, reason, devices, created_at, created_by, updated_at";
 
 pub(crate) const CAMPAIGN_DEVICE_COLUMNS: &str =
@@ -24,6 +24,7 @@ pub(crate) const OF_TENANT: &str =
 pub(crate) struct CampaignRow {
     id: String,
     tenant: String,
+    number: i64,
     name: String,
     release_id: String,
     target: String,
@@ -44,6 +45,7 @@ pub(crate) fn campaign_from_row(row: CampaignRow) -> StoreResult<CampaignRecord>
         target: from_json(&what, &row.target)?,
         spec: from_json(&what, &row.spec)?,
         id: row.id,
+        number: row.number,
         name: row.name,
         release_id: row.release_id,
         state: row.state,
@@ -58,7 +60,7 @@ pub(crate) fn campaign_from_row(row: CampaignRow) -> StoreResult<CampaignRecord>
 
 pub(crate) fn campaign_audit_json(c: &CampaignRecord) -> serde_json::Value {
     json!({
-        "id": c.id, "name": c.name, "release": c.release_id, "target": c.target,
+        "id": c.id, "number": c.number, "name": c.name, "release": c.release_id, "target": c.target,
         "spec": c.spec, "state": c.state, "devices": c.devices,
     })
 }
@@ -101,12 +103,20 @@ macro_rules! impl_campaign_store {
                 campaign: &$crate::campaigns::CampaignRecord,
                 devices: &[$crate::campaigns::CampaignDevice],
                 audit: garrison_core::audit::AuditRecord,
-            ) -> $crate::StoreResult<()> {
+            ) -> $crate::StoreResult<i64> {
                 let mut tx = self.begin_write().await?;
+                // Writes are serialised (BEGIN IMMEDIATE, or the advisory lock), so the next
+                // number cannot be taken twice.
+                let (number,): (i64,) = sqlx::query_as(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM campaigns WHERE tenant = $1",
+                )
+                .bind(campaign.tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
                 sqlx::query(
-                    "INSERT INTO campaigns (id, tenant, name, release_id, target, spec, state, \
-                     phase, reason, devices, created_at, created_by, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    "INSERT INTO campaigns (id, tenant, number, name, release_id, target, spec, \
+                     state, phase, reason, devices, created_at, created_by, updated_at) \
+                     VALUES ($1, $2, $14, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&campaign.id)
                 .bind(campaign.tenant.as_str())
@@ -121,6 +131,7 @@ macro_rules! impl_campaign_store {
                 .bind(campaign.created_at)
                 .bind(&campaign.created_by)
                 .bind(campaign.updated_at)
+                .bind(number)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| $crate::error::conflict_or(e, || format!("campaign {}", campaign.id)))?;
@@ -142,13 +153,15 @@ macro_rules! impl_campaign_store {
                     // Row counts vary: keep these out of the prepared-statement cache.
                     insert.build().persistent(false).execute(&mut *tx).await?;
                 }
+                let mut stored = campaign.clone();
+                stored.number = number;
                 Self::append_audit(
                     &mut tx,
-                    audit.after($crate::sql_campaigns::campaign_audit_json(campaign)),
+                    audit.after($crate::sql_campaigns::campaign_audit_json(&stored)),
                 )
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(number)
             }
 
             async fn campaign_set_state(

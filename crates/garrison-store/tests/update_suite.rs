@@ -142,6 +142,7 @@ fn campaign_record(id: &str) -> CampaignRecord {
     CampaignRecord {
         id: id.into(),
         tenant: tenant(),
+        number: 1,
         name: "cam fleet 5.57".into(),
         release_id: "r1".into(),
         target: json!({"group": "cameras"}),
@@ -181,16 +182,31 @@ async fn campaigns_devices_history_and_windows(store: Arc<dyn Store>, _t: Tamper
         campaign_device("cam-3", 1),
     ];
     let c = campaign_record("c1");
-    store
-        .campaign_create(&c, &devices, audit("update.campaign.create", "c1"))
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .campaign_create(&c, &devices, audit("update.campaign.create", "c1"))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(matches!(
         store
             .campaign_create(&c, &[], audit("update.campaign.create", "c1"))
             .await,
         Err(StoreError::Conflict { .. })
     ));
+    // Numbers go up per tenant (they are hawkBit action ids).
+    let finished = CampaignRecord {
+        state: "completed".into(),
+        ..campaign_record("c0")
+    };
+    assert_eq!(
+        store
+            .campaign_create(&finished, &[], audit("update.campaign.create", "c0"))
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(store.campaign_get(&t, "c1").await.unwrap(), Some(c.clone()));
     assert_eq!(store.campaign_devices(&t, "c1").await.unwrap(), devices);
     // Another tenant sees nothing of it.

@@ -66,6 +66,9 @@ pub struct UpdatesConfig {
     /// How often campaigns look at timeouts, retries, phases and notices.
     #[serde(with = "humantime_serde")]
     pub campaign_tick: Duration,
+    /// How often hawkBit (DDI) clients are told to poll.
+    #[serde(with = "humantime_serde")]
+    pub ddi_poll: Duration,
 }
 
 impl Default for UpdatesConfig {
@@ -74,6 +77,7 @@ impl Default for UpdatesConfig {
             max_artifact_bytes: 4 * 1024 * 1024 * 1024,
             download_url: None,
             campaign_tick: Duration::from_secs(1),
+            ddi_poll: Duration::from_secs(30),
         }
     }
 }

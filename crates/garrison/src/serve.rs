@@ -332,6 +332,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
             }),
             tick: config.updates.campaign_tick,
             notices_per_tick: 1000,
+            ddi_poll: config.updates.ddi_poll,
         },
     );
     let resumed = campaigns

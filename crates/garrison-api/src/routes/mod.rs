@@ -16,6 +16,7 @@ mod system;
 mod tokens;
 mod updates;
 
+pub(crate) use campaigns::campaign_error;
 pub(crate) use updates::release_error;
 
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -4,6 +4,7 @@
 CREATE TABLE campaigns (
     id          TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
+    number      BIGINT NOT NULL,
     name        TEXT NOT NULL,
     release_id  TEXT NOT NULL REFERENCES releases (id),
     target      TEXT NOT NULL,
@@ -17,6 +18,8 @@ CREATE TABLE campaigns (
     updated_at  BIGINT NOT NULL
 );
 CREATE INDEX campaigns_by_tenant ON campaigns (tenant, id);
+-- A campaign's number is its hawkBit action id (DDI clients need a number).
+CREATE UNIQUE INDEX campaigns_by_number ON campaigns (tenant, number);
 CREATE INDEX campaigns_by_state ON campaigns (tenant, state);
 
 CREATE TABLE campaign_devices (
