@@ -69,6 +69,26 @@ pub fn generate_password() -> Result<String, HashError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A hawkBit DDI target token: `gdt_` and 256 random bits, with the SHA-256 to store (the
+/// token is random enough that a slow hash would add nothing).
+pub(crate) fn mint_target_token() -> Result<(String, String), HashError> {
+    let mut secret = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| HashError("random number generator failed".into()))?;
+    let token = format!("gdt_{}", URL_SAFE_NO_PAD.encode(secret));
+    let hash = target_token_hash(&token);
+    Ok((token, hash))
+}
+
+/// What is stored of a target token.
+pub(crate) fn target_token_hash(token: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
 /// A freshly minted token: the string to hand out once, its id and the hash to store.
 pub struct MintedToken {
     /// Token id (hyphenated UUIDv7).

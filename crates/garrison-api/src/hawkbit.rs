@@ -4,7 +4,8 @@
 //! terms and back; the campaigns decide everything.
 //!
 //! - Authentication: the device's certificate as the TLS client certificate, its CN equal to
-//!   `controllerId` (not revoked); anything else is 401/403, logged.
+//!   `controllerId` (not revoked), or the device's target token (`Authorization: TargetToken`,
+//!   issued by `POST /api/v1/devices/{id}/ddi-token`); anything else is 401/403, logged.
 //! - The poll answers with the polling interval and, when the device has work, a
 //!   `deploymentBase` (or `cancelAction`) link whose action id is the campaign's number;
 //!   `configData` is asked for until the device has sent its attributes once.
@@ -62,14 +63,51 @@ pub(crate) fn routes() -> Router<ApiState> {
         )
 }
 
-/// The controller a request speaks for, after checking tenant and certificate.
-fn controller(state: &ApiState, request: &Request, tenant: &str, id: &str) -> ApiResult<DeviceId> {
-    let source = request
-        .extensions()
-        .get::<ClientAddr>()
-        .map(|a| a.0.ip().to_string());
+/// What a request presents to authenticate, read before any await (a request is not `Sync`).
+struct Presented {
+    source: Option<String>,
+    token: Option<String>,
+    cert: Option<garrison_pki::PeerCertificate>,
+}
+
+fn presented(request: &Request) -> Presented {
+    Presented {
+        source: request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|a| a.0.ip().to_string()),
+        token: request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("TargetToken "))
+            .map(|t| t.trim().to_owned()),
+        cert: request
+            .extensions()
+            .get::<ClientCertificate>()
+            .map(|c| c.0.clone()),
+    }
+}
+
+/// The controller a request speaks for, after checking tenant and credentials. Not an
+/// `async fn`: the future must not hold the request (which is not `Sync`) across awaits.
+fn controller<'a>(
+    state: &'a ApiState,
+    request: &Request,
+    tenant: &'a str,
+    id: &'a str,
+) -> impl std::future::Future<Output = ApiResult<DeviceId>> + Send + 'a {
+    authenticate(state, presented(request), tenant, id)
+}
+
+async fn authenticate(
+    state: &ApiState,
+    presented: Presented,
+    tenant: &str,
+    id: &str,
+) -> ApiResult<DeviceId> {
     let refuse = |why: String| {
-        tracing::warn!(source = source.as_deref().unwrap_or("-"), controller = id, %why, "hawkBit DDI request refused");
+        tracing::warn!(source = presented.source.as_deref().unwrap_or("-"), controller = id, %why, "hawkBit DDI request refused");
         why
     };
     if tenant != state.settings().tenant.as_str() {
@@ -77,9 +115,28 @@ fn controller(state: &ApiState, request: &Request, tenant: &str, id: &str) -> Ap
             "no tenant {tenant:?} here"
         ))));
     }
-    let Some(ClientCertificate(cert)) = request.extensions().get::<ClientCertificate>() else {
+    if let Some(token) = &presented.token {
+        let owner = state
+            .store()
+            .ddi_token_device(
+                &state.settings().tenant,
+                &crate::auth::target_token_hash(token),
+            )
+            .await?;
+        return match owner {
+            Some(device) if device.as_str() == id => Ok(device),
+            Some(_) => Err(ApiError::forbidden(refuse(format!(
+                "the target token is not controller {id:?}'s"
+            )))),
+            None => Err(ApiError::unauthenticated(refuse(
+                "unknown target token".into(),
+            ))),
+        };
+    }
+    let Some(cert) = &presented.cert else {
         return Err(ApiError::unauthenticated(refuse(
-            "present the device's certificate as the TLS client certificate".into(),
+            "present the device's certificate as the TLS client certificate, or its target token"
+                .into(),
         )));
     };
     if state.identity().directory().is_revoked(&cert.serial) {
@@ -118,7 +175,7 @@ async fn poll(
     Path((tenant, id)): Path<(String, String)>,
     request: Request,
 ) -> ApiResult<Json<Value>> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let campaigns = state.campaigns()?;
     let base = format!("{}/{tenant}/controller/v1/{id}", origin(&request));
     let mut links = serde_json::Map::new();
@@ -161,7 +218,7 @@ async fn deployment(
     Path((tenant, id, action)): Path<(String, String, String)>,
     request: Request,
 ) -> ApiResult<Json<Value>> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let action = action_of(&action)?;
     let d = state
         .campaigns()?
@@ -271,7 +328,7 @@ async fn feedback(
     Path((tenant, id, action)): Path<(String, String, String)>,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let action = action_of(&action)?;
     let body = lenient_json(request).await?;
     let campaigns = state.campaigns()?;
@@ -294,7 +351,7 @@ async fn cancel(
     Path((tenant, id, action)): Path<(String, String, String)>,
     request: Request,
 ) -> ApiResult<Json<Value>> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let action = action_of(&action)?;
     match state.campaigns()?.ddi_poll(&device).await {
         DdiPoll::Cancel(a) if a == action => Ok(Json(json!({
@@ -312,7 +369,7 @@ async fn cancel_feedback(
     Path((tenant, id, action)): Path<(String, String, String)>,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let action = action_of(&action)?;
     let body = lenient_json(request).await?;
     let execution = body.pointer("/status/execution").and_then(Value::as_str);
@@ -327,7 +384,7 @@ async fn config_data(
     Path((tenant, id)): Path<(String, String)>,
     request: Request,
 ) -> ApiResult<StatusCode> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let body = lenient_json(request).await?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     if !data.is_object() {
@@ -357,7 +414,7 @@ async fn artifact(
     Path((tenant, id, action, file)): Path<(String, String, String, String)>,
     request: Request,
 ) -> ApiResult<Response> {
-    let device = controller(&state, &request, &tenant, &id)?;
+    let device = controller(&state, &request, &tenant, &id).await?;
     let action = action_of(&action)?;
     let d = state
         .campaigns()?

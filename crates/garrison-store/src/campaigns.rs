@@ -210,4 +210,30 @@ pub trait CampaignStore: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> StoreResult<Vec<MaintenanceWindowRecord>>;
+
+    /// Sets `device`'s hawkBit target token (its SHA-256), replacing any earlier one, audited.
+    async fn ddi_token_set(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        token_sha256: &str,
+        at: UnixMillis,
+        by: &str,
+        audit: AuditRecord,
+    ) -> StoreResult<()>;
+
+    /// The device a hawkBit target token (by its SHA-256) belongs to.
+    async fn ddi_token_device(
+        &self,
+        tenant: &TenantId,
+        token_sha256: &str,
+    ) -> StoreResult<Option<DeviceId>>;
+
+    /// Removes `device`'s target token, audited; whether it had one.
+    async fn ddi_token_delete(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        audit: AuditRecord,
+    ) -> StoreResult<bool>;
 }

@@ -451,6 +451,71 @@ macro_rules! impl_campaign_store {
                 Ok(true)
             }
 
+            async fn ddi_token_set(
+                &self,
+                tenant: &garrison_core::TenantId,
+                device: &garrison_core::DeviceId,
+                token_sha256: &str,
+                at: garrison_core::UnixMillis,
+                by: &str,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO ddi_tokens (tenant, device_id, token_sha256, created_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, device_id) DO UPDATE SET \
+                     token_sha256 = excluded.token_sha256, created_at = excluded.created_at, \
+                     created_by = excluded.created_by",
+                )
+                .bind(tenant.as_str())
+                .bind(device.as_str())
+                .bind(token_sha256)
+                .bind(at)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ddi_token_device(
+                &self,
+                tenant: &garrison_core::TenantId,
+                token_sha256: &str,
+            ) -> $crate::StoreResult<Option<garrison_core::DeviceId>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT device_id FROM ddi_tokens WHERE tenant = $1 AND token_sha256 = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(token_sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|(d,)| garrison_core::DeviceId::new(d).map_err(Into::into))
+                    .transpose()
+            }
+
+            async fn ddi_token_delete(
+                &self,
+                tenant: &garrison_core::TenantId,
+                device: &garrison_core::DeviceId,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query("DELETE FROM ddi_tokens WHERE tenant = $1 AND device_id = $2")
+                    .bind(tenant.as_str())
+                    .bind(device.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn maintenance_windows(
                 &self,
                 tenant: &garrison_core::TenantId,

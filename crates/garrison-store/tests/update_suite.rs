@@ -349,5 +349,42 @@ async fn campaigns_devices_history_and_windows(store: Arc<dyn Store>, _t: Tamper
             .await
             .unwrap()
     );
+    // hawkBit target tokens: one per device, found by hash, replaced, withdrawn.
+    let cam = DeviceId::new("cam-1").unwrap();
+    store
+        .ddi_token_set(
+            &t,
+            &cam,
+            "h1",
+            8_000,
+            "ann",
+            audit("device.ddi_token.issue", "cam-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ddi_token_device(&t, "h1").await.unwrap(),
+        Some(cam.clone())
+    );
+    store
+        .ddi_token_set(
+            &t,
+            &cam,
+            "h2",
+            9_000,
+            "ann",
+            audit("device.ddi_token.issue", "cam-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.ddi_token_device(&t, "h1").await.unwrap(), None);
+    assert_eq!(store.ddi_token_device(&other, "h2").await.unwrap(), None);
+    assert!(
+        store
+            .ddi_token_delete(&t, &cam, audit("device.ddi_token.withdraw", "cam-1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.ddi_token_device(&t, "h2").await.unwrap(), None);
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
 }

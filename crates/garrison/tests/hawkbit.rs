@@ -287,7 +287,7 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
     drop(daemon);
     let _confirm = swupdate(h, &cfg, "-c 2", "confirm.log");
     wait_for("the confirmation", h, || stage(&est) == "succeeded");
-    let (_, done) = est.api("GET", &format!("/api/v1/updates/campaigns/{id}"), None);
+    let (_, done): (u16, Value) = est.api("GET", &format!("/api/v1/updates/campaigns/{id}"), None);
     assert_eq!(done["state"], "completed", "{done}");
     let (_, history) = est.api(
         "GET",
@@ -327,5 +327,39 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
         None,
     );
     assert_eq!(out.trim(), "401");
-    let _: Value = done;
+
+    // A device whose client cannot present a certificate uses a target token instead.
+    let (status, issued) = est.api("POST", "/api/v1/devices/swu-1/ddi-token", None);
+    assert_eq!(status, 201, "{issued}");
+    let target = issued["token"].as_str().unwrap().to_owned();
+    let poll = |token: &str, controller: &str| -> (String, Value) {
+        let (_, out, _) = run(
+            Command::new("curl")
+                .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+                .arg(&ca)
+                .args(["-H", &format!("Authorization: TargetToken {token}")])
+                .arg(format!("{url}/default/controller/v1/{controller}")),
+            None,
+        );
+        let (body, code) = out.rsplit_once('\n').unwrap();
+        (
+            code.trim().to_owned(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    let (code, answer) = poll(&target, "swu-1");
+    assert_eq!(code, "200", "{answer}");
+    assert_eq!(answer["config"]["polling"]["sleep"], "00:00:01");
+    assert_eq!(poll(&target, "swu-2").0, "403");
+    assert_eq!(poll("gdt_forged", "swu-1").0, "401");
+    // Issuing again replaces it; withdrawing it ends it.
+    let (_, again) = est.api("POST", "/api/v1/devices/swu-1/ddi-token", None);
+    assert_eq!(poll(&target, "swu-1").0, "401");
+    let replaced = again["token"].as_str().unwrap().to_owned();
+    assert_eq!(poll(&replaced, "swu-1").0, "200");
+    let (status, _) = est.api("DELETE", "/api/v1/devices/swu-1/ddi-token", None);
+    assert_eq!(status, 204);
+    assert_eq!(poll(&replaced, "swu-1").0, "401");
+    let (status, _) = est.api("POST", "/api/v1/devices/nope-1/ddi-token", None);
+    assert_eq!(status, 404);
 }

@@ -352,3 +352,104 @@ pub(crate) async fn send_message(
         .map_err(ApiError::internal)?;
     Ok(axum::http::StatusCode::ACCEPTED)
 }
+
+/// A hawkBit target token, shown once.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TargetTokenView {
+    /// The device.
+    device: String,
+    /// `gdt_…`: give it to the device's hawkBit client (`Authorization: TargetToken …`,
+    /// swupdate's `targettoken`); it is not shown again.
+    token: String,
+}
+
+/// Issue the device's hawkBit DDI target token, replacing any earlier one: for hawkBit
+/// clients that cannot present the device certificate. Shown once; only its SHA-256 is kept.
+#[utoipa::path(
+    post, path = "/api/v1/devices/{id}/ddi-token", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 201, description = "Issued", body = TargetTokenView),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_ddi_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<(axum::http::StatusCode, Json<TargetTokenView>)> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    if state
+        .store()
+        .device_get(&caller.tenant, &id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
+    let (token, hash) = crate::auth::mint_target_token().map_err(ApiError::internal)?;
+    let audit = garrison_core::audit::AuditRecord::new(
+        &caller.tenant,
+        caller.requester().actor,
+        "device.ddi_token.issue",
+        format!("device:{id}"),
+    )
+    .source(caller.requester().source);
+    state
+        .store()
+        .ddi_token_set(
+            &caller.tenant,
+            &id,
+            &hash,
+            now_ms(),
+            caller.requester().username.as_str(),
+            audit,
+        )
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(TargetTokenView {
+            device: id.to_string(),
+            token,
+        }),
+    ))
+}
+
+/// Withdraw the device's hawkBit DDI target token.
+#[utoipa::path(
+    delete, path = "/api/v1/devices/{id}/ddi-token", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 204, description = "Withdrawn"),
+        (status = 404, description = "The device has no token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_ddi_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    let audit = garrison_core::audit::AuditRecord::new(
+        &caller.tenant,
+        caller.requester().actor,
+        "device.ddi_token.withdraw",
+        format!("device:{id}"),
+    )
+    .source(caller.requester().source);
+    if state
+        .store()
+        .ddi_token_delete(&caller.tenant, &id, audit)
+        .await?
+    {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "device {id} has no target token"
+        )))
+    }
+}

@@ -101,6 +101,10 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(updates::releases, updates::publish))
         .routes(routes!(updates::release))
         .routes(routes!(updates::manifest))
+        .routes(routes!(
+            devices::create_ddi_token,
+            devices::delete_ddi_token
+        ))
         .routes(routes!(campaigns::list, campaigns::create))
         .routes(routes!(campaigns::get))
         .routes(routes!(campaigns::approve))

@@ -55,3 +55,15 @@ CREATE TABLE maintenance_windows (
     updated_by  TEXT NOT NULL,
     PRIMARY KEY (tenant, group_name)
 );
+
+-- hawkBit DDI target tokens: one per device, stored as the SHA-256 of the token (it is 256
+-- random bits, so a password hash would add nothing but cost).
+CREATE TABLE ddi_tokens (
+    tenant       TEXT NOT NULL,
+    device_id    TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    created_by   TEXT NOT NULL,
+    PRIMARY KEY (tenant, device_id)
+);
+CREATE UNIQUE INDEX ddi_tokens_by_hash ON ddi_tokens (token_sha256);
