@@ -11,7 +11,7 @@ use garrison_core::{DeviceId, now_ms};
 use crate::{
     collect::Collector,
     est::Credential,
-    runtime::{AgentConfig, run},
+    runtime::{AgentConfig, UpdateOptions, run},
 };
 
 /// Files hashed by default: changes to them are reported as `file_changed` events.
@@ -95,6 +95,29 @@ pub struct AgentArgs {
     /// Print the inventory this device would report, as JSON, and exit (no server needed).
     #[arg(long)]
     pub once: bool,
+    /// Install updates with this command; the verified artifacts' paths are appended
+    /// (`"swupdate -i"`, `"rauc install"`, a script). Without it, offers are refused.
+    #[arg(long, value_name = "COMMAND")]
+    pub update_installer: Option<String>,
+    /// After an install, this command decides whether the new software is healthy (exit 0).
+    #[arg(long, value_name = "COMMAND")]
+    pub update_health_check: Option<String>,
+    /// When the health check fails, this command restores the previous software.
+    #[arg(long, value_name = "COMMAND")]
+    pub update_rollback: Option<String>,
+    /// Each update command is stopped after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m")]
+    pub update_timeout: Duration,
+    /// The vendor releases for this device name (default: the hardware manufacturer read).
+    #[arg(long)]
+    pub update_vendor: Option<String>,
+    /// The device class releases for this device name (default: the hardware model read).
+    #[arg(long)]
+    pub update_class: Option<String>,
+}
+
+fn words(command: &str) -> Vec<String> {
+    command.split_whitespace().map(str::to_owned).collect()
 }
 
 fn default_device_id(root: &std::path::Path) -> anyhow::Result<DeviceId> {
@@ -203,6 +226,17 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         inventory_interval: args.inventory_interval,
         events_interval: args.events_interval.max(Duration::from_millis(100)),
         renew_check_interval: Duration::from_secs(3600),
+        installer: args
+            .update_installer
+            .as_deref()
+            .map(|installer| UpdateOptions {
+                installer: words(installer),
+                health_check: args.update_health_check.as_deref().map(words),
+                rollback: args.update_rollback.as_deref().map(words),
+                timeout: args.update_timeout,
+                vendor: args.update_vendor.clone(),
+                class: args.update_class.clone(),
+            }),
     };
     run(config, shutdown_signal()).await?;
     Ok(())

@@ -10,6 +10,7 @@
 //! - [`est`] enrolls and renews over EST (RFC 7030);
 //! - [`session`] is the MQTT session over mutual TLS, with [`backoff`] for reconnects;
 //! - [`update`] verifies an update offer and fetches its artifacts with the device certificate;
+//!   [`install`] runs the configured installer, health check and rollback;
 //! - [`runtime`] is the agent's loop tying them together; [`cli`] its command line, shared by
 //!   `garrison agent` and the small `garrison-agent` binary.
 //!
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod cli;
 pub mod collect;
 pub mod est;
+pub mod install;
 pub mod keystore;
 pub mod runtime;
 pub mod session;

@@ -14,7 +14,7 @@ use std::{path::PathBuf, time::Duration};
 
 use garrison_contract::{
     Birth, Channel, Command, CommandResult, CommandStatus, DeviceEvent, Events, Inventory,
-    SCHEMA_VERSION, encode, encode_compressed,
+    SCHEMA_VERSION, UpdateAction, UpdateNotice, UpdateState, encode, encode_compressed,
 };
 use garrison_core::{DeviceId, now_ms};
 use tokio::sync::mpsc;
@@ -25,6 +25,7 @@ use crate::{
         AuthLogFollower, Collector, TelemetrySampler, listening_changes, watched_file_changes,
     },
     est::{Credential, Enrolled, EstClient, EstError, make_csr},
+    install::{self, InstalledState, InstallerConfig, Reporter},
     keystore::{FileKeyStore, KeyStore, KeyStoreError},
     session::{Inbound, Session, SessionConfig, SessionError, tls_config},
 };
@@ -60,6 +61,25 @@ pub struct AgentConfig {
     pub events_interval: Duration,
     /// How often the certificate's remaining validity is checked.
     pub renew_check_interval: Duration,
+    /// How updates are installed (none: offers are refused).
+    pub installer: Option<UpdateOptions>,
+}
+
+/// The agent's update settings; vendor and class default to the hardware facts read.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// Installer command (artifact paths appended).
+    pub installer: Vec<String>,
+    /// Health check command.
+    pub health_check: Option<Vec<String>>,
+    /// Rollback command.
+    pub rollback: Option<Vec<String>>,
+    /// Per-command time limit.
+    pub timeout: Duration,
+    /// Vendor, if not the hardware manufacturer.
+    pub vendor: Option<String>,
+    /// Device class, if not the hardware model.
+    pub class: Option<String>,
 }
 
 /// Why the agent stopped.
@@ -138,9 +158,93 @@ struct Agent {
     auth_log: AuthLogFollower,
     last: Option<Inventory>,
     last_sent_at: i64,
+    root: Option<garrison_update::TrustRoot>,
 }
 
 impl Agent {
+    /// Answers an update notice: refused without an installer, else verified, downloaded,
+    /// installed and checked by [`install::apply`]. Returns whether a release was installed.
+    async fn update(&mut self, session: &Session, cert: &str, key: &str, payload: &[u8]) -> bool {
+        let Ok(notice) = serde_json::from_slice::<UpdateNotice>(payload) else {
+            tracing::warn!("Ignored an update notice that does not parse");
+            return false;
+        };
+        if notice.action == UpdateAction::Cancel {
+            tracing::info!(campaign = %notice.campaign, "The server withdrew an update offer");
+            return false;
+        }
+        let reporter = Reporter {
+            session,
+            device: self.config.device.to_string(),
+            notice: &notice,
+        };
+        let Some(options) = self.config.installer.clone() else {
+            reporter
+                .report(
+                    UpdateState::Failed,
+                    Some("this agent has no installer configured (--update-installer)".into()),
+                )
+                .await;
+            return false;
+        };
+        let hardware = self
+            .last
+            .as_ref()
+            .map(|i| i.hardware.clone())
+            .unwrap_or_default();
+        let (Some(vendor), Some(class)) = (
+            options.vendor.clone().or(hardware.manufacturer),
+            options.class.clone().or(hardware.model),
+        ) else {
+            reporter
+                .report(
+                    UpdateState::Failed,
+                    Some("the device's vendor or model is unknown; set --update-vendor and --update-class".into()),
+                )
+                .await;
+            return false;
+        };
+        let client = match self.est.http(Some((cert, key))) {
+            Ok(c) => c,
+            Err(e) => {
+                reporter
+                    .report(UpdateState::Failed, Some(e.to_string()))
+                    .await;
+                return false;
+            }
+        };
+        let root =
+            match crate::update::current_root(&client, &self.config.server, self.root.as_ref())
+                .await
+            {
+                Ok(r) => r,
+                Err(reason) => {
+                    reporter.report(UpdateState::Failed, Some(reason)).await;
+                    return false;
+                }
+            };
+        self.root = Some(root.clone());
+        let config = InstallerConfig {
+            installer: options.installer,
+            health_check: options.health_check,
+            rollback: options.rollback,
+            timeout: options.timeout,
+            vendor,
+            class,
+        };
+        install::apply(
+            &notice,
+            &root,
+            &config,
+            &self.config.state_dir,
+            &client,
+            &reporter,
+            now_ms(),
+        )
+        .await
+        .is_some()
+    }
+
     fn birth(&self) -> Vec<u8> {
         encode(&Birth {
             schema: SCHEMA_VERSION,
@@ -223,6 +327,10 @@ impl Agent {
         let now = now_ms();
         let mut inventory = self.collector.inventory(now);
         inventory.device_id = Some(self.config.device.to_string());
+        // The release this agent installed is the firmware, whatever the files say.
+        if let Some(version) = InstalledState::load(&self.config.state_dir).version {
+            inventory.firmware.version = Some(version);
+        }
         let mut events = Vec::new();
         let changed = match &self.last {
             None => true,
@@ -303,6 +411,7 @@ pub async fn run(
         auth_log,
         last: None,
         last_sent_at: 0,
+        root: None,
     };
     let (mut cert, mut key) = agent.identity().await?;
     let (inbound_tx, mut inbound) = mpsc::channel(16);
@@ -378,7 +487,14 @@ pub async fn run(
                     _ => answer(&session, &device, &command, CommandStatus::Unsupported, None).await,
                 },
                 Inbound::BadCommand(detail) => tracing::warn!(detail, "Ignored a malformed command"),
-                Inbound::Update(_) => tracing::info!("Received an update notification; updates are not handled by this agent version"),
+                Inbound::Update(payload) => {
+                    if agent.update(&session, &cert, &key, &payload).await {
+                        let (inventory, _) = agent.rescan(true);
+                        if let Some(inv) = inventory {
+                            let _ = session.publish(Channel::Inventory, encode_compressed(&inv, 64 * 1024)).await;
+                        }
+                    }
+                }
             },
         }
     }

@@ -164,3 +164,35 @@ pub async fn download(
     }
     Ok(files)
 }
+
+/// The trust root to verify offers with: `pinned` as it is, or the server's newer root when
+/// `pinned` itself signs the rotation (TUF's rule), or — with nothing pinned yet — the
+/// server's root, trusted on first use over the server-authenticated TLS connection. The
+/// device then keeps what this returns.
+pub async fn current_root(
+    client: &reqwest::Client,
+    server: &str,
+    pinned: Option<&TrustRoot>,
+) -> Result<TrustRoot, String> {
+    let url = format!("{}/device/v1/root", server.trim_end_matches('/'));
+    let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return match pinned {
+            // Keep what is pinned when the server has nothing newer to say.
+            Some(p) => Ok(p.clone()),
+            None => Err(format!(
+                "cannot fetch the trust root: HTTP {}",
+                response.status()
+            )),
+        };
+    }
+    let document = response.bytes().await.map_err(|e| e.to_string())?;
+    let offered = TrustRoot::open(&document).map_err(|e| e.to_string())?;
+    match pinned {
+        None => Ok(offered),
+        Some(p) if offered.root_version > p.root_version => p
+            .rotate(&document)
+            .map_err(|e| format!("root rotation refused: {e}")),
+        Some(p) => Ok(p.clone()),
+    }
+}

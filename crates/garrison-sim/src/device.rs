@@ -6,14 +6,15 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use garrison_agent::{
     backoff::Backoff,
     est::{Credential, EstClient},
+    install::Reporter,
     keystore::{generate_key, write_atomic},
     runtime::{certificate_validity, enroll_until_issued},
     session::{Inbound, Session, SessionConfig, tls_config},
 };
 use garrison_contract::{
     Birth, Channel, CommandResult, CommandStatus, DeviceEvent, EventKind, Events, ListeningSocket,
-    Protocol, SCHEMA_VERSION, Telemetry, UpdateAction, UpdateNotice, UpdateState, UpdateStatus,
-    encode, encode_compressed,
+    Protocol, SCHEMA_VERSION, Telemetry, UpdateAction, UpdateNotice, UpdateState, encode,
+    encode_compressed,
 };
 use garrison_core::{DeviceId, now_ms};
 use rumqttc::{Event, Incoming, MqttOptions, TlsConfiguration, Transport};
@@ -479,7 +480,13 @@ impl Device {
             .est
             .http(Some((&self.identity.cert_pem, &self.identity.key_pem)))
             .map_err(|e| e.to_string())?;
-        let root = self.pin_root(&client).await?;
+        let root = garrison_agent::update::current_root(
+            &client,
+            self.endpoint.est.base(),
+            self.state.root.as_ref(),
+        )
+        .await?;
+        self.state.root = Some(root.clone());
         let spec = self.plan.profile.spec();
         let device = garrison_update::DeviceState {
             vendor: spec.manufacturer.to_owned(),
@@ -495,33 +502,6 @@ impl Device {
         reporter.report(UpdateState::Downloaded, None).await;
         reporter.report(UpdateState::Verified, None).await;
         Ok(manifest)
-    }
-
-    /// The trust root: pinned from the server at the first offer, then followed only through
-    /// rotations the pinned root's keys sign.
-    async fn pin_root(
-        &mut self,
-        client: &reqwest::Client,
-    ) -> Result<garrison_update::TrustRoot, String> {
-        let url = format!("{}/device/v1/root", self.endpoint.est.base());
-        let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "cannot fetch the trust root: HTTP {}",
-                response.status()
-            ));
-        }
-        let document = response.bytes().await.map_err(|e| e.to_string())?;
-        let offered = garrison_update::TrustRoot::open(&document).map_err(|e| e.to_string())?;
-        let root = match &self.state.root {
-            None => offered,
-            Some(pinned) if offered.root_version > pinned.root_version => pinned
-                .rotate(&document)
-                .map_err(|e| format!("root rotation refused: {e}"))?,
-            Some(pinned) => pinned.clone(),
-        };
-        self.state.root = Some(root.clone());
-        Ok(root)
     }
 
     /// Connects with this device's certificate under other devices' client ids; the broker must
@@ -553,30 +533,6 @@ impl Device {
                 }
             }
         }
-    }
-}
-
-/// Publishes a device's `update/status` reports for one notice.
-struct Reporter<'a> {
-    session: &'a Session,
-    device: String,
-    notice: &'a UpdateNotice,
-}
-
-impl Reporter<'_> {
-    async fn report(&self, state: UpdateState, reason: Option<String>) {
-        let status = UpdateStatus {
-            schema: SCHEMA_VERSION,
-            device_id: Some(self.device.clone()),
-            campaign: self.notice.campaign.clone(),
-            attempt: Some(self.notice.attempt),
-            state,
-            reason,
-        };
-        let _ = self
-            .session
-            .publish(Channel::UpdateStatus, encode(&status))
-            .await;
     }
 }
 

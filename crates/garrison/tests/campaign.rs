@@ -347,3 +347,215 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The agent installs through a configured installer, checks the new software's health, and
+/// rolls back when the check fails; each outcome reaches the campaign.
+#[test]
+fn the_agent_installs_checks_health_and_rolls_back() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let server = start_with_env(h, &[("GARRISON_UPDATES__CAMPAIGN_TICK", "200ms")]);
+    let ca = h.join("garrison-data/ca.pem");
+    let est = est_for(&server, h, &ca);
+    let token = est.token.clone();
+
+    // The installer records what it was given; the health check passes while `healthy`
+    // exists; the rollback records that it ran.
+    let scripts = h.join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let write = |name: &str, body: &str| {
+        std::fs::write(scripts.join(name), format!("#!/bin/sh\n{body}\n")).unwrap();
+    };
+    write(
+        "install.sh",
+        &format!("echo \"$@\" >> {}/installed.log", h.display()),
+    );
+    write(
+        "health.sh",
+        &format!(
+            "test -e {}/healthy || {{ echo 'service down' >&2; exit 1; }}",
+            h.display()
+        ),
+    );
+    write(
+        "rollback.sh",
+        &format!("echo rolled back >> {}/rollback.log", h.display()),
+    );
+    std::fs::write(h.join("healthy"), "").unwrap();
+
+    let bootstrap = bootstrap_token(&est, "gw-update", 1);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../garrison-agent/tests/fixtures/debian-gateway");
+    let _agent = Guard(
+        garrison(h)
+            .args([
+                "agent",
+                "--server",
+                &est.url,
+                "--mqtt",
+                server.mqtt.as_deref().unwrap(),
+            ])
+            .arg("--ca-cert")
+            .arg(&ca)
+            .args([
+                "--device-id",
+                "gw-update",
+                "--token",
+                &bootstrap,
+                "--state-dir",
+            ])
+            .arg(h.join("agent-state"))
+            .arg("--root")
+            .arg(&fixture)
+            .args([
+                "--scan-interval",
+                "1s",
+                "--telemetry-interval",
+                "5s",
+                "--update-vendor",
+                "acme",
+            ])
+            .arg("--update-installer")
+            .arg(format!("sh {}", scripts.join("install.sh").display()))
+            .arg("--update-health-check")
+            .arg(format!("sh {}", scripts.join("health.sh").display()))
+            .arg("--update-rollback")
+            .arg(format!("sh {}", scripts.join("rollback.sh").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(h.join("agent.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !est.api("GET", "/api/v1/devices/gw-update", None).1["reported_at"].is_string() {
+        assert!(Instant::now() < deadline, "the agent never reported");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, device) = est.api("GET", "/api/v1/devices/gw-update", None);
+    let model = device["model"].as_str().unwrap().to_owned();
+
+    for key in ["root", "release"] {
+        ok(h, &["release", "keygen", key]);
+    }
+    ok(
+        h,
+        &[
+            "release",
+            "root",
+            "--root-key",
+            "root.pub",
+            "--release-key",
+            "release.pub",
+            "--sign-with",
+            "root.key",
+            "--out",
+            "root.cose",
+        ],
+    );
+    std::fs::create_dir_all(h.join("dist")).unwrap();
+    std::fs::write(h.join("dist/gw.deb"), vec![7u8; 70_000]).unwrap();
+    let cli = |args: &[&str]| {
+        let mut cmd = garrison(h);
+        cmd.args(args)
+            .current_dir(h)
+            .env("GARRISON_TOKEN", &token)
+            .env("GARRISON_SERVER", &est.url)
+            .env("GARRISON_CA_CERT", &ca);
+        let (success, out, err) = run(&mut cmd, None);
+        assert!(success, "garrison {args:?}: {out}{err}");
+        out
+    };
+    cli(&["release", "pin", "root.cose"]);
+    let mut releases = Vec::new();
+    for (sequence, version) in [("2", "2.0.0"), ("3", "3.0.0")] {
+        let out = format!("gw-{sequence}.cose");
+        ok(
+            h,
+            &[
+                "release",
+                "sign",
+                "--key",
+                "release.key",
+                "--vendor",
+                "acme",
+                "--model",
+                &model,
+                "--sequence",
+                sequence,
+                "--version",
+                version,
+                "dist/gw.deb",
+                "--out",
+                &out,
+            ],
+        );
+        cli(&["release", "publish", &out, "--artifacts", "dist"]);
+        let (_, list) = est.api("GET", "/api/v1/updates/releases", None);
+        let id = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["sequence"] == sequence.parse::<i64>().unwrap())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        releases.push(id);
+    }
+    let rollout = |release: &str| -> Value {
+        let (status, c) = est.api(
+            "POST",
+            "/api/v1/updates/campaigns",
+            Some(json!({
+                "name": "gateway", "release": release,
+                "target": {"query": "id = \"gw-update\""},
+                "phases": [{"percent": 100}], "max_attempts": 1, "error_threshold": 0,
+            })),
+        );
+        assert_eq!(status, 201, "{c}");
+        wait_campaign(&est, c["id"].as_str().unwrap(), h)
+    };
+
+    // 2.0.0: installed and healthy; the device now reports it.
+    let first = rollout(&releases[0]);
+    assert_eq!(first["state"], "completed", "{first}");
+    let installed = std::fs::read_to_string(h.join("installed.log")).unwrap();
+    assert!(installed.trim_end().ends_with("gw.deb"), "{installed}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while est.api("GET", "/api/v1/devices/gw-update", None).1["firmware"] != "2.0.0" {
+        assert!(
+            Instant::now() < deadline,
+            "the new firmware was not reported"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // 3.0.0: installed, but the service does not come up: rolled back, campaign aborted.
+    std::fs::remove_file(h.join("healthy")).unwrap();
+    let second = rollout(&releases[1]);
+    assert_eq!(second["state"], "aborted", "{second}");
+    assert_eq!(second["stages"]["rolled-back"], 1, "{second}");
+    let (_, history) = est.api(
+        "GET",
+        &format!(
+            "/api/v1/updates/campaigns/{}/devices/gw-update",
+            second["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["reason"].as_str().unwrap().contains("service down"),
+        "{history}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.join("rollback.log")).unwrap(),
+        "rolled back\n"
+    );
+    assert_eq!(
+        est.api("GET", "/api/v1/devices/gw-update", None).1["firmware"],
+        "2.0.0"
+    );
+}
