@@ -24,10 +24,12 @@ bench_out=$(cargo bench --locked -p garrison-update --bench verify 2>/dev/null)
 ours() { # per-iteration time → verifications/s
   echo "$bench_out" | awk -v name="verify_manifest/$1" '
     $1 == name { found = 1 }
-    found && /time:/ {
-      v = $4; u = $5
-      f = (u == "ns") ? 1e-9 : (u == "µs" || u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : 1
-      printf "%.0f\n", 1 / (v * f); exit
+    found {
+      for (i = 1; i <= NF; i++) if ($i == "time:") {
+        v = $(i + 3); u = $(i + 4)
+        f = (u == "ns") ? 1e-9 : (u == "µs" || u == "us") ? 1e-6 : (u == "ms") ? 1e-3 : 1
+        printf "%.0f\n", 1 / (v * f); exit
+      }
     }'
 }
 

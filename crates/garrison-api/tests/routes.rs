@@ -323,6 +323,9 @@ fn body_for(method: &str, path: &str, role: Role) -> Option<Value> {
         ("post", "/api/v1/updates/campaigns") => Some(json!({
             "name": "matrix", "release": "none", "target": { "group": "cams" },
         })),
+        ("put", "/api/v1/devices/{id}/unpatchable") => {
+            Some(json!({ "reason": "end-of-support", "control": "none" }))
+        }
         ("put", "/api/v1/updates/windows/{group}") => {
             Some(json!({ "start": "02:00", "duration_minutes": 60 }))
         }

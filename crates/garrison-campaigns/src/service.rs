@@ -314,9 +314,20 @@ impl CampaignService {
             .flat_map(|l| l.devices.iter().filter(|(_, p)| !p.stage.is_final()))
             .map(|(d, _)| d)
             .collect();
+        let unpatchable: HashSet<DeviceId> = self
+            .store()
+            .unpatchable_list(self.tenant())
+            .await?
+            .into_iter()
+            .map(|u| u.device)
+            .collect();
         let mut excluded: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut devices = Vec::new();
         for device in targeted {
+            if unpatchable.contains(&device) {
+                *excluded.entry("unpatchable").or_default() += 1;
+                continue;
+            }
             let model = self
                 .inner
                 .index

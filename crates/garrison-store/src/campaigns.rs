@@ -114,6 +114,25 @@ pub struct MaintenanceWindowRecord {
     pub updated_by: String,
 }
 
+/// A device that cannot be patched, and what stands in for the patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpatchableDevice {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// The device.
+    pub device: DeviceId,
+    /// Why (`end-of-support`, `no-update-path`, …).
+    pub reason: String,
+    /// The compensating control (`quarantine`, `partial-deactivation`, `none`).
+    pub control: String,
+    /// For people.
+    pub note: Option<String>,
+    /// When it was marked.
+    pub marked_at: UnixMillis,
+    /// By whom.
+    pub marked_by: String,
+}
+
 /// Storage for campaigns.
 #[async_trait]
 pub trait CampaignStore: Send + Sync {
@@ -236,4 +255,22 @@ pub trait CampaignStore: Send + Sync {
         device: &DeviceId,
         audit: AuditRecord,
     ) -> StoreResult<bool>;
+
+    /// Marks a device unpatchable (or changes its entry), audited.
+    async fn unpatchable_put(
+        &self,
+        entry: &UnpatchableDevice,
+        audit: AuditRecord,
+    ) -> StoreResult<()>;
+
+    /// Removes a device's unpatchable mark, audited; whether it had one.
+    async fn unpatchable_delete(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        audit: AuditRecord,
+    ) -> StoreResult<bool>;
+
+    /// Every unpatchable device, by id.
+    async fn unpatchable_list(&self, tenant: &TenantId) -> StoreResult<Vec<UnpatchableDevice>>;
 }

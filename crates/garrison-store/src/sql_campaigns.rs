@@ -516,6 +516,88 @@ macro_rules! impl_campaign_store {
                 Ok(true)
             }
 
+            async fn unpatchable_put(
+                &self,
+                entry: &$crate::campaigns::UnpatchableDevice,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO unpatchable_devices (tenant, device_id, reason, control, note, \
+                     marked_at, marked_by) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant, device_id) DO UPDATE SET reason = excluded.reason, \
+                     control = excluded.control, note = excluded.note, \
+                     marked_at = excluded.marked_at, marked_by = excluded.marked_by",
+                )
+                .bind(entry.tenant.as_str())
+                .bind(entry.device.as_str())
+                .bind(&entry.reason)
+                .bind(&entry.control)
+                .bind(&entry.note)
+                .bind(entry.marked_at)
+                .bind(&entry.marked_by)
+                .execute(&mut *tx)
+                .await?;
+                Self::append_audit(
+                    &mut tx,
+                    audit.after(serde_json::json!({
+                        "reason": entry.reason, "control": entry.control, "note": entry.note,
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn unpatchable_delete(
+                &self,
+                tenant: &garrison_core::TenantId,
+                device: &garrison_core::DeviceId,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM unpatchable_devices WHERE tenant = $1 AND device_id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(device.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn unpatchable_list(
+                &self,
+                tenant: &garrison_core::TenantId,
+            ) -> $crate::StoreResult<Vec<$crate::campaigns::UnpatchableDevice>> {
+                let rows: Vec<(String, String, String, Option<String>, i64, String)> = sqlx::query_as(
+                    "SELECT device_id, reason, control, note, marked_at, marked_by \
+                     FROM unpatchable_devices WHERE tenant = $1 ORDER BY device_id",
+                )
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(device, reason, control, note, marked_at, marked_by)| {
+                        Ok($crate::campaigns::UnpatchableDevice {
+                            tenant: tenant.clone(),
+                            device: garrison_core::DeviceId::new(device)?,
+                            reason,
+                            control,
+                            note,
+                            marked_at,
+                            marked_by,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn maintenance_windows(
                 &self,
                 tenant: &garrison_core::TenantId,

@@ -15,7 +15,10 @@ use garrison_core::{
 };
 use garrison_store::{
     PageRequest, Store, StoreError,
-    campaigns::{CampaignDevice, CampaignDeviceChange, CampaignRecord, MaintenanceWindowRecord},
+    campaigns::{
+        CampaignDevice, CampaignDeviceChange, CampaignRecord, MaintenanceWindowRecord,
+        UnpatchableDevice,
+    },
     updates::{ArtifactRecord, Release, UpdateRoot},
 };
 use serde_json::json;
@@ -386,5 +389,37 @@ async fn campaigns_devices_history_and_windows(store: Arc<dyn Store>, _t: Tamper
             .unwrap()
     );
     assert_eq!(store.ddi_token_device(&t, "h2").await.unwrap(), None);
+
+    // Unpatchable devices: marked, changed, listed per tenant, unmarked.
+    let entry = UnpatchableDevice {
+        tenant: t.clone(),
+        device: cam.clone(),
+        reason: "end-of-support".into(),
+        control: "quarantine".into(),
+        note: Some("vendor gone".into()),
+        marked_at: 10_000,
+        marked_by: "ann".into(),
+    };
+    store
+        .unpatchable_put(&entry, audit("device.unpatchable.mark", "cam-1"))
+        .await
+        .unwrap();
+    let changed = UnpatchableDevice {
+        control: "none".into(),
+        ..entry
+    };
+    store
+        .unpatchable_put(&changed, audit("device.unpatchable.mark", "cam-1"))
+        .await
+        .unwrap();
+    assert_eq!(store.unpatchable_list(&t).await.unwrap(), vec![changed]);
+    assert!(store.unpatchable_list(&other).await.unwrap().is_empty());
+    assert!(
+        store
+            .unpatchable_delete(&t, &cam, audit("device.unpatchable.unmark", "cam-1"))
+            .await
+            .unwrap()
+    );
+    assert!(store.unpatchable_list(&t).await.unwrap().is_empty());
     assert!(store.audit_verify().await.unwrap().first_break.is_none());
 }

@@ -3,8 +3,9 @@
 //! Each device pins the trust root, verifies the manifest, downloads the artifact over HTTPS
 //! with its own certificate, reports every stage on `update/status`, and reports its new
 //! firmware. The same release offered again is refused by every device as a rollback, which
-//! aborts the second campaign. curl shows the download route refuses requests without a
-//! device certificate.
+//! aborts the second campaign. A camera past its end of support is marked unpatchable with
+//! quarantine as its compensating control, and campaigns leave it out. curl shows the download
+//! route refuses requests without a device certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
@@ -196,6 +197,30 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     );
     assert_eq!(out.trim(), "401");
 
+    // One camera is past its end of support: it is quarantined instead, and left out.
+    let (_, cams) = est.api(
+        "GET",
+        &format!("/api/v1/devices?q={}", urlencode(cameras)),
+        None,
+    );
+    let retired = cams["items"][6]["id"].as_str().unwrap().to_owned();
+    let (status, marked) = est.api(
+        "PUT",
+        &format!("/api/v1/devices/{retired}/unpatchable"),
+        Some(json!({"reason": "end-of-support", "control": "quarantine"})),
+    );
+    assert_eq!(status, 200, "{marked}");
+    assert_eq!(marked["in_force"], true, "{marked}");
+    let (status, bad) = est.api(
+        "PUT",
+        &format!("/api/v1/devices/{retired}/unpatchable"),
+        Some(json!({"reason": "eol", "control": "hope"})),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let (_, listed) = est.api("GET", "/api/v1/updates/unpatchable", None);
+    assert_eq!(listed[0]["device"], retired.as_str(), "{listed}");
+    assert_eq!(listed[0]["model"], "AV-CAM-220", "{listed}");
+
     // The operator starts it from the command line.
     let cli = |args: &[&str]| {
         let mut cmd = garrison(h);
@@ -226,11 +251,12 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
         "json",
     ]);
     let campaign: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(campaign["devices"], 7);
+    assert_eq!(campaign["devices"], 6);
+    assert_eq!(campaign["excluded"]["unpatchable"], 1, "{campaign}");
     let id = campaign["id"].as_str().unwrap().to_owned();
     let done = wait_campaign(&est, &id, h);
     assert_eq!(done["state"], "completed", "{done}");
-    assert_eq!(done["stages"]["succeeded"], 7, "{done}");
+    assert_eq!(done["stages"]["succeeded"], 6, "{done}");
     assert_eq!(done["phase"], 2);
 
     // The devices report their new firmware; each one's path is kept.
@@ -241,7 +267,7 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
             &format!("/api/v1/devices?q={}", urlencode("firmware = \"9.9.0\"")),
             None,
         );
-        if page["items"].as_array().map_or(0, Vec::len) == 7 {
+        if page["items"].as_array().map_or(0, Vec::len) == 6 {
             break;
         }
         assert!(Instant::now() < deadline, "firmware not reported: {page}");
@@ -257,7 +283,7 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
         "json",
     ]);
     let devices: Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(devices.as_array().unwrap().len(), 7, "{devices}");
+    assert_eq!(devices.as_array().unwrap().len(), 6, "{devices}");
     let device = devices[0]["device"].as_str().unwrap().to_owned();
     let (status, history) = est.api(
         "GET",

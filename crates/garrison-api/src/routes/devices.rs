@@ -453,3 +453,199 @@ pub(crate) async fn delete_ddi_token(
         )))
     }
 }
+
+/// Marks a device as one that cannot be patched.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MarkUnpatchable {
+    /// Why: `end-of-support`, `no-update-path`, or your own words.
+    reason: String,
+    /// What stands in for the patch: `quarantine` (Garrison narrows the device to its `update`
+    /// and `cmd` channels and enforces it), `partial-deactivation` (functions switched off on
+    /// the device; you attest it, Garrison cannot check it) or `none` (listed as uncovered).
+    control: String,
+    /// For people.
+    note: Option<String>,
+}
+
+/// A device that cannot be patched, with its compensating control.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct UnpatchableView {
+    /// The device.
+    device: String,
+    /// Why it cannot be patched.
+    reason: String,
+    /// `quarantine`, `partial-deactivation` or `none`.
+    control: String,
+    /// Whether the control is in force as far as Garrison can tell: quarantine is checked
+    /// against the device's profile now; partial deactivation is attested; none never is.
+    in_force: Option<bool>,
+    /// For people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    /// Model, if reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// Firmware, if reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    firmware: Option<String>,
+    /// When it was marked (RFC 3339).
+    marked_at: String,
+    /// By whom.
+    marked_by: String,
+}
+
+const CONTROLS: &[&str] = &["quarantine", "partial-deactivation", "none"];
+
+/// Mark a device unpatchable (end of support, no update path) with its compensating control;
+/// `quarantine` is applied at once. Campaigns leave the device out from then on.
+#[utoipa::path(
+    put, path = "/api/v1/devices/{id}/unpatchable", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    request_body = MarkUnpatchable,
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "Marked", body = UnpatchableView),
+        (status = 400, description = "Unknown control or empty reason", body = ErrorBody),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
+pub(crate) async fn mark_unpatchable(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MarkUnpatchable>,
+) -> ApiResult<Json<UnpatchableView>> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 200 {
+        return Err(ApiError::invalid_body(
+            Some("reason".into()),
+            "give a reason of 1–200 characters (end-of-support, no-update-path, …)",
+        ));
+    }
+    if !CONTROLS.contains(&body.control.as_str()) {
+        return Err(ApiError::invalid_body(
+            Some("control".into()),
+            format!("control must be one of {}", CONTROLS.join(", ")),
+        ));
+    }
+    if state
+        .store()
+        .device_get(&caller.tenant, &id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("device {id} not found")));
+    }
+    if body.control == "quarantine" {
+        state
+            .identity()
+            .set_quarantined(&caller.tenant, &id, true, &caller.requester())
+            .await
+            .map_err(identity_error)?;
+    }
+    let entry = garrison_store::campaigns::UnpatchableDevice {
+        tenant: caller.tenant.clone(),
+        device: id.clone(),
+        reason: reason.to_owned(),
+        control: body.control,
+        note: body.note,
+        marked_at: now_ms(),
+        marked_by: caller.requester().username.to_string(),
+    };
+    let audit = garrison_core::audit::AuditRecord::new(
+        &caller.tenant,
+        caller.requester().actor,
+        "device.unpatchable.mark",
+        format!("device:{id}"),
+    )
+    .source(caller.requester().source);
+    state.store().unpatchable_put(&entry, audit).await?;
+    Ok(Json(unpatchable_view(&state, entry)))
+}
+
+fn unpatchable_view(
+    state: &ApiState,
+    u: garrison_store::campaigns::UnpatchableDevice,
+) -> UnpatchableView {
+    let record = state
+        .inventory()
+        .ok()
+        .and_then(|i| i.index().get(&u.device));
+    let quarantined = state.identity().directory().is_quarantined(&u.device);
+    let summary = record.and_then(|r| r.summary);
+    UnpatchableView {
+        in_force: match u.control.as_str() {
+            "quarantine" => Some(quarantined),
+            "none" => Some(false),
+            _ => None,
+        },
+        device: u.device.to_string(),
+        reason: u.reason,
+        control: u.control,
+        note: u.note,
+        model: summary.as_ref().and_then(|s| s.model.clone()),
+        firmware: summary.and_then(|s| s.firmware),
+        marked_at: garrison_core::format_ms(u.marked_at),
+        marked_by: u.marked_by,
+    }
+}
+
+/// Remove a device's unpatchable mark (its quarantine, if any, stays until released).
+#[utoipa::path(
+    delete, path = "/api/v1/devices/{id}/unpatchable", tag = "devices",
+    params(("id" = String, Path, description = "Device id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "The device is not marked", body = ErrorBody),
+    )
+)]
+pub(crate) async fn unmark_unpatchable(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    caller.require(Permission::DevicesWrite)?;
+    let id = path_device(&id)?;
+    let audit = garrison_core::audit::AuditRecord::new(
+        &caller.tenant,
+        caller.requester().actor,
+        "device.unpatchable.unmark",
+        format!("device:{id}"),
+    )
+    .source(caller.requester().source);
+    if state
+        .store()
+        .unpatchable_delete(&caller.tenant, &id, audit)
+        .await?
+    {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "device {id} is not marked unpatchable"
+        )))
+    }
+}
+
+/// Devices that cannot be patched, with their compensating control and whether it is in
+/// force — the fleet's standing exceptions to patching.
+#[utoipa::path(
+    get, path = "/api/v1/updates/unpatchable", tag = "updates",
+    security(("bearer" = ["devices:read"])),
+    responses((status = 200, description = "The devices", body = Vec<UnpatchableView>))
+)]
+pub(crate) async fn unpatchable(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<UnpatchableView>>> {
+    caller.require(Permission::DevicesRead)?;
+    let list = state.store().unpatchable_list(&caller.tenant).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|u| unpatchable_view(&state, u))
+            .collect(),
+    ))
+}

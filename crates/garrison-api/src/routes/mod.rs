@@ -105,6 +105,11 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
             devices::create_ddi_token,
             devices::delete_ddi_token
         ))
+        .routes(routes!(
+            devices::mark_unpatchable,
+            devices::unmark_unpatchable
+        ))
+        .routes(routes!(devices::unpatchable))
         .routes(routes!(campaigns::list, campaigns::create))
         .routes(routes!(campaigns::get))
         .routes(routes!(campaigns::approve))

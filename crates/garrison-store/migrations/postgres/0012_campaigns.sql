@@ -67,3 +67,16 @@ CREATE TABLE ddi_tokens (
     PRIMARY KEY (tenant, device_id)
 );
 CREATE UNIQUE INDEX ddi_tokens_by_hash ON ddi_tokens (token_sha256);
+
+-- Devices that cannot be patched (end of support, no update path), with the compensating
+-- control that stands in for the patch. Campaigns leave them out.
+CREATE TABLE unpatchable_devices (
+    tenant     TEXT NOT NULL,
+    device_id  TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    control    TEXT NOT NULL,
+    note       TEXT,
+    marked_at  BIGINT NOT NULL,
+    marked_by  TEXT NOT NULL,
+    PRIMARY KEY (tenant, device_id)
+);
