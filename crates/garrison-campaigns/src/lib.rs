@@ -23,9 +23,11 @@
 
 mod ddi;
 mod engine;
+mod gate;
 mod service;
 
 pub use ddi::{DdiDeployment, DdiPoll};
+pub use gate::{DeniedComponent, PolicyError, ReleaseGate, SbomPolicy};
 pub use service::{
     CampaignError, CampaignService, CampaignSettings, CampaignSummary, NewCampaign, Target,
 };

@@ -121,6 +121,7 @@ pub(crate) struct Inner {
     broker: Arc<OnceLock<Arc<dyn DeviceBroker>>>,
     pub(crate) settings: CampaignSettings,
     pub(crate) engine: Mutex<Engine>,
+    gate: OnceLock<(Arc<dyn crate::ReleaseGate>, garrison_releases::Releases)>,
 }
 
 #[derive(Default)]
@@ -164,7 +165,62 @@ impl CampaignService {
                 broker,
                 settings,
                 engine: Mutex::new(Engine::default()),
+                gate: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets the gate campaigns with `sbom_gate` must pass, reading SBOMs from `releases`.
+    pub fn attach_gate(
+        &self,
+        gate: Arc<dyn crate::ReleaseGate>,
+        releases: garrison_releases::Releases,
+    ) {
+        let _ = self.inner.gate.set((gate, releases));
+    }
+
+    /// Checks the release's SBOM (its `*.cdx.json` artifact) against the gate.
+    async fn check_gate(
+        &self,
+        release: &garrison_store::updates::Release,
+    ) -> Result<(), CampaignError> {
+        let Some((gate, releases)) = self.inner.gate.get() else {
+            return Err(CampaignError::Conflict(
+                "this server has no release gate; start the campaign without sbom_gate".into(),
+            ));
+        };
+        let Some((name, sha256, size)) =
+            artifacts(release).find(|(name, _, _)| name.ends_with(".cdx.json"))
+        else {
+            return Err(CampaignError::Conflict(format!(
+                "release {} has no SBOM (a CycloneDX artifact named *.cdx.json in its manifest), which the SBOM gate needs",
+                release.id
+            )));
+        };
+        const MAX_SBOM: u64 = 32 * 1024 * 1024;
+        if size > MAX_SBOM {
+            return Err(CampaignError::Conflict(format!(
+                "the SBOM {name} is {size} bytes; the gate reads at most {MAX_SBOM}"
+            )));
+        }
+        let path = releases.artifact_path(sha256).ok_or_else(|| {
+            CampaignError::Conflict(format!("{sha256} is not an artifact digest"))
+        })?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| CampaignError::Conflict(format!("cannot read the SBOM {name}: {e}")))?;
+        let sbom: garrison_contract::Sbom = serde_json::from_slice(&bytes).map_err(|e| {
+            CampaignError::Conflict(format!("the SBOM {name} is not CycloneDX JSON: {e}"))
+        })?;
+        let violations = gate.violations(&sbom);
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(CampaignError::Conflict(format!(
+                "release {} fails the SBOM gate: {}",
+                release.id,
+                violations.join("; ")
+            )))
         }
     }
 
@@ -269,12 +325,17 @@ impl CampaignService {
     pub async fn run(self, mut reports: mpsc::Receiver<Vec<UpdateReport>>) {
         let mut tick = tokio::time::interval(self.inner.settings.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batches = Vec::with_capacity(64);
         loop {
             tokio::select! {
-                batch = reports.recv() => match batch {
-                    Some(batch) => self.handle_reports(batch).await,
-                    None => break,
-                },
+                // Whatever has queued up is applied together: one transaction for all of it.
+                n = reports.recv_many(&mut batches, 64) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let all: Vec<UpdateReport> = batches.drain(..).flatten().collect();
+                    self.handle_reports(all).await;
+                }
                 _ = tick.tick() => self.tick(now_ms()).await,
             }
         }
@@ -305,6 +366,9 @@ impl CampaignService {
                 "release {} has expired: devices would refuse it; sign and publish a new one",
                 release.id
             )));
+        }
+        if new.spec.sbom_gate {
+            self.check_gate(&release).await?;
         }
         let targeted = self.resolve(&new.target)?;
         let mut engine = self.inner.engine.lock().await;

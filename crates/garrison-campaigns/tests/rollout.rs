@@ -353,3 +353,91 @@ async fn maintenance_windows_and_the_rate_limit_hold_notices_back() {
     assert_eq!(cancelled.state, CampaignState::Cancelled);
     assert_eq!(cancelled.stages.get("pending"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sbom_gate_refuses_a_release_with_a_denied_component() {
+    let f = fleet(20).await;
+    let run = start(&f, |_| false);
+    let dir = tempfile::tempdir().unwrap();
+    let releases = garrison_releases::Releases::open(
+        f.store.clone(),
+        tenant(),
+        dir.path().to_path_buf(),
+        1 << 20,
+    )
+    .unwrap();
+    run.service.attach_gate(
+        std::sync::Arc::new(garrison_campaigns::SbomPolicy {
+            deny: vec!["openssl<3.0.7".parse().unwrap(), "telnetd".parse().unwrap()],
+        }),
+        releases.clone(),
+    );
+    // Two releases of the same image, each with its SBOM as a signed artifact.
+    let mut ids = Vec::new();
+    for (sequence, openssl) in [(8, "1.1.1w"), (9, "3.0.11")] {
+        let sbom = serde_json::to_vec(&serde_json::json!({
+            "bomFormat": "CycloneDX", "specVersion": "1.5",
+            "components": [
+                {"type": "library", "name": "openssl", "version": openssl},
+                {"type": "application", "name": "busybox", "version": "1.36.1"},
+            ],
+        }))
+        .unwrap();
+        let mut digest = garrison_update::Sha256Stream::default();
+        digest.update(&sbom);
+        let (sha256, size) = digest.finish();
+        std::fs::write(releases.artifact_path(&sha256).unwrap(), &sbom).unwrap();
+        let release = garrison_store::updates::Release {
+            id: format!("r{sequence}"),
+            sequence,
+            artifacts: serde_json::json!([
+                {"name": "rootfs.swu", "sha256": "ab".repeat(32), "size": 10},
+                {"name": "sbom.cdx.json", "sha256": sha256, "size": size},
+            ]),
+            ..f.release.clone()
+        };
+        f.store
+            .release_create(
+                &release,
+                garrison_core::audit::AuditRecord::new(
+                    &tenant(),
+                    garrison_core::audit::Actor::operator("ann"),
+                    "update.release.publish",
+                    release.id.clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        ids.push(release.id);
+    }
+    let gated = |release: &str| {
+        let mut spec = spec(&[(100, Approval::Automatic)]);
+        spec.sbom_gate = true;
+        NewCampaign {
+            name: "gated".into(),
+            release: release.to_owned(),
+            target: Target::Group("cams".into()),
+            spec,
+        }
+    };
+    let refused = run
+        .service
+        .create(gated(&ids[0]), &ann())
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("openssl 1.1.1w is below the minimum 3.0.7"),
+        "{refused}"
+    );
+    let refused = run
+        .service
+        .create(gated(&f.release.id), &ann())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("has no SBOM"), "{refused}");
+    let passed = run.service.create(gated(&ids[1]), &ann()).await.unwrap();
+    assert_eq!(passed.state, CampaignState::Running);
+    assert!(passed.spec.sbom_gate);
+}

@@ -91,6 +91,9 @@ pub struct CampaignSpec {
     pub retry_backoff_ms: i64,
     /// A device silent this long (ms) since its last report has failed its attempt.
     pub device_timeout_ms: i64,
+    /// The release's SBOM must pass the server's release gate before the campaign starts.
+    #[serde(default)]
+    pub sbom_gate: bool,
 }
 
 impl Default for CampaignSpec {
@@ -117,6 +120,7 @@ impl Default for CampaignSpec {
             max_attempts: 3,
             retry_backoff_ms: 60_000,
             device_timeout_ms: 3_600_000,
+            sbom_gate: false,
         }
     }
 }

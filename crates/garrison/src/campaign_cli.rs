@@ -97,6 +97,9 @@ pub struct CreateArgs {
     /// A device silent this long fails its attempt.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     device_timeout: std::time::Duration,
+    /// Require the release's SBOM to pass the server's policy before starting.
+    #[arg(long)]
+    sbom_gate: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +222,7 @@ pub async fn campaign(command: CampaignCommand) -> anyhow::Result<ExitCode> {
                 "max_attempts": args.attempts,
                 "retry_backoff_ms": u64::try_from(args.retry_backoff.as_millis()).unwrap_or(u64::MAX),
                 "device_timeout_ms": u64::try_from(args.device_timeout.as_millis()).unwrap_or(u64::MAX),
+                "sbom_gate": args.sbom_gate,
             });
             let created = r.post("/api/v1/updates/campaigns", body).await?;
             output::print_object(r.output, &created);

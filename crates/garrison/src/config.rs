@@ -69,6 +69,9 @@ pub struct UpdatesConfig {
     /// How often hawkBit (DDI) clients are told to poll.
     #[serde(with = "humantime_serde")]
     pub ddi_poll: Duration,
+    /// Components a release's SBOM may not contain (`NAME` or `NAME<VERSION`), for campaigns
+    /// started with the SBOM gate.
+    pub sbom_deny: Vec<String>,
 }
 
 impl Default for UpdatesConfig {
@@ -78,6 +81,7 @@ impl Default for UpdatesConfig {
             download_url: None,
             campaign_tick: Duration::from_secs(1),
             ddi_poll: Duration::from_secs(30),
+            sbom_deny: Vec::new(),
         }
     }
 }

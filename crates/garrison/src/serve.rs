@@ -309,7 +309,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
             settings.data_dir.display()
         )
     })?;
-    state.attach_releases(releases);
+    state.attach_releases(releases.clone());
     if let Some(m) = &monitoring {
         state.attach_monitor(m.responses.clone());
         state.attach_intel(m.intel.clone());
@@ -342,6 +342,16 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     if resumed > 0 {
         tracing::info!(campaigns = resumed, "Update campaigns resumed");
     }
+    let policy = garrison_campaigns::SbomPolicy {
+        deny: config
+            .updates
+            .sbom_deny
+            .iter()
+            .map(|d| d.parse())
+            .collect::<Result<_, _>>()
+            .context("invalid updates.sbom_deny")?,
+    };
+    campaigns.attach_gate(Arc::new(policy), releases.clone());
     tokio::spawn(campaigns.clone().run(update_reports_rx));
     state.attach_campaigns(campaigns);
     let app = garrison_api::app(state);

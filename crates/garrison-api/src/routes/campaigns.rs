@@ -66,6 +66,9 @@ pub(crate) struct CreateCampaign {
     retry_backoff_ms: Option<i64>,
     /// A device silent this long (ms) fails its attempt.
     device_timeout_ms: Option<i64>,
+    /// Require the release's SBOM (its `*.cdx.json` artifact) to pass the server's policy
+    /// (`updates.sbom_deny`) before the campaign starts.
+    sbom_gate: Option<bool>,
 }
 
 impl CreateCampaign {
@@ -84,6 +87,7 @@ impl CreateCampaign {
                 max_attempts: self.max_attempts.unwrap_or(d.max_attempts),
                 retry_backoff_ms: self.retry_backoff_ms.unwrap_or(d.retry_backoff_ms),
                 device_timeout_ms: self.device_timeout_ms.unwrap_or(d.device_timeout_ms),
+                sbom_gate: self.sbom_gate.unwrap_or(d.sbom_gate),
             },
         }
     }
@@ -167,7 +171,7 @@ fn summary_view(s: CampaignSummary) -> CampaignView {
         (status = 201, description = "Started", body = CampaignView),
         (status = 400, description = "Invalid rules or query", body = ErrorBody),
         (status = 404, description = "No such release or group", body = ErrorBody),
-        (status = 409, description = "The release expired, or no device of its model is free in the target", body = ErrorBody),
+        (status = 409, description = "The release expired or fails the SBOM gate, or no device of its model is free in the target", body = ErrorBody),
     )
 )]
 pub(crate) async fn create(
