@@ -284,16 +284,8 @@ impl CampaignService {
     }
 
     async fn load(&self, record: CampaignRecord) -> Result<Live, CampaignError> {
-        let corrupt = |detail: String| {
-            CampaignError::Store(StoreError::Corrupt {
-                what: format!("campaign {}", record.id),
-                detail,
-            })
-        };
-        let spec: CampaignSpec =
-            serde_json::from_value(record.spec.clone()).map_err(|e| corrupt(e.to_string()))?;
-        let state = CampaignState::parse(&record.state)
-            .ok_or_else(|| corrupt(format!("unknown state {:?}", record.state)))?;
+        let (spec, state) = rules_of(&record)?;
+        let corrupt = |detail: String| corrupt(&record, detail);
         let release = self
             .store()
             .release_get(self.tenant(), &record.release_id)
@@ -1152,20 +1144,27 @@ fn summarise(live: &Live) -> CampaignSummary {
     }
 }
 
+fn corrupt(record: &CampaignRecord, detail: String) -> CampaignError {
+    CampaignError::Store(StoreError::Corrupt {
+        what: format!("campaign {}", record.id),
+        detail,
+    })
+}
+
+/// A stored campaign's rules and state, read back.
+fn rules_of(record: &CampaignRecord) -> Result<(CampaignSpec, CampaignState), CampaignError> {
+    let spec: CampaignSpec =
+        serde_json::from_value(record.spec.clone()).map_err(|e| corrupt(record, e.to_string()))?;
+    let state = CampaignState::parse(&record.state)
+        .ok_or_else(|| corrupt(record, format!("unknown state {:?}", record.state)))?;
+    Ok((spec, state))
+}
+
 fn summary_of<'a>(
     record: CampaignRecord,
     devices: impl Iterator<Item = &'a Progress> + Clone,
 ) -> Result<CampaignSummary, CampaignError> {
-    let corrupt = |detail: String| {
-        CampaignError::Store(StoreError::Corrupt {
-            what: format!("campaign {}", record.id),
-            detail,
-        })
-    };
-    let spec: CampaignSpec =
-        serde_json::from_value(record.spec.clone()).map_err(|e| corrupt(e.to_string()))?;
-    let state = CampaignState::parse(&record.state)
-        .ok_or_else(|| corrupt(format!("unknown state {:?}", record.state)))?;
+    let (spec, state) = rules_of(&record)?;
     let mut stages = BTreeMap::new();
     for p in devices.clone() {
         *stages.entry(p.stage.as_str()).or_default() += 1;

@@ -20,12 +20,6 @@ mod common;
 
 use common::*;
 
-fn ok(home: &Path, args: &[&str]) -> String {
-    let (success, out, err) = run(garrison(home).args(args), None);
-    assert!(success, "garrison {args:?} failed: {err}");
-    out
-}
-
 fn wait_campaign(est: &Est<'_>, id: &str, home: &Path) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -64,24 +58,7 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     let token = est.token.clone();
 
     // Offline: keys, the root, a release for the simulator's cameras.
-    for key in ["root", "release"] {
-        ok(h, &["release", "keygen", key]);
-    }
-    ok(
-        h,
-        &[
-            "release",
-            "root",
-            "--root-key",
-            "root.pub",
-            "--release-key",
-            "release.pub",
-            "--sign-with",
-            "root.key",
-            "--out",
-            "root.cose",
-        ],
-    );
+    release_root(h);
     let image: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::create_dir(h.join("dist")).unwrap();
     std::fs::write(h.join("dist/cam.swu"), &image).unwrap();
@@ -222,16 +199,7 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     assert_eq!(listed[0]["model"], "AV-CAM-220", "{listed}");
 
     // The operator starts it from the command line.
-    let cli = |args: &[&str]| {
-        let mut cmd = garrison(h);
-        cmd.args(args)
-            .env("GARRISON_TOKEN", &token)
-            .env("GARRISON_SERVER", &est.url)
-            .env("GARRISON_CA_CERT", &ca);
-        let (success, out, err) = run(&mut cmd, None);
-        assert!(success, "garrison {args:?}: {err}");
-        out
-    };
+    let cli = |args: &[&str]| remote(h, &est, args);
     let out = cli(&[
         "campaign",
         "create",
@@ -365,15 +333,6 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     drop(sim);
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The agent installs through a configured installer, checks the new software's health, and
 /// rolls back when the check fails; each outcome reaches the campaign.
 #[test]
@@ -383,7 +342,6 @@ fn the_agent_installs_checks_health_and_rolls_back() {
     let server = start_with_env(h, &[("GARRISON_UPDATES__CAMPAIGN_TICK", "200ms")]);
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
-    let token = est.token.clone();
 
     // The installer records what it was given; the health check passes while `healthy`
     // exists; the rollback records that it ran.
@@ -462,37 +420,10 @@ fn the_agent_installs_checks_health_and_rolls_back() {
     let (_, device) = est.api("GET", "/api/v1/devices/gw-update", None);
     let model = device["model"].as_str().unwrap().to_owned();
 
-    for key in ["root", "release"] {
-        ok(h, &["release", "keygen", key]);
-    }
-    ok(
-        h,
-        &[
-            "release",
-            "root",
-            "--root-key",
-            "root.pub",
-            "--release-key",
-            "release.pub",
-            "--sign-with",
-            "root.key",
-            "--out",
-            "root.cose",
-        ],
-    );
+    release_root(h);
     std::fs::create_dir_all(h.join("dist")).unwrap();
     std::fs::write(h.join("dist/gw.deb"), vec![7u8; 70_000]).unwrap();
-    let cli = |args: &[&str]| {
-        let mut cmd = garrison(h);
-        cmd.args(args)
-            .current_dir(h)
-            .env("GARRISON_TOKEN", &token)
-            .env("GARRISON_SERVER", &est.url)
-            .env("GARRISON_CA_CERT", &ca);
-        let (success, out, err) = run(&mut cmd, None);
-        assert!(success, "garrison {args:?}: {out}{err}");
-        out
-    };
+    let cli = |args: &[&str]| remote(h, &est, args);
     cli(&["release", "pin", "root.cose"]);
     let mut releases = Vec::new();
     for (sequence, version) in [("2", "2.0.0"), ("3", "3.0.0")] {

@@ -18,12 +18,6 @@ mod common;
 
 use common::*;
 
-fn ok(home: &Path, args: &[&str]) -> String {
-    let (success, out, err) = run(garrison(home).args(args), None);
-    assert!(success, "garrison {args:?} failed: {err}");
-    out
-}
-
 fn sh(cmd: &str, dir: &Path) {
     let out = Command::new("sh")
         .arg("-c")
@@ -138,7 +132,6 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
     );
     let ca = h.join("garrison-data/ca.pem");
     let est = est_for(&server, h, &ca);
-    let token = est.token.clone();
 
     // The device: a key and certificate through EST, and its model reported once over MQTT.
     let bootstrap = bootstrap_token(&est, "swu-*", 2);
@@ -170,24 +163,7 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
     let installed = h.join("installed/payload.txt");
     std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
     let image = swu_image(h, &installed);
-    for key in ["root", "release"] {
-        ok(h, &["release", "keygen", key]);
-    }
-    ok(
-        h,
-        &[
-            "release",
-            "root",
-            "--root-key",
-            "root.pub",
-            "--release-key",
-            "release.pub",
-            "--sign-with",
-            "root.key",
-            "--out",
-            "root.cose",
-        ],
-    );
+    release_root(h);
     ok(
         h,
         &[
@@ -208,16 +184,7 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
             "swu.cose",
         ],
     );
-    let publish = |args: &[&str]| {
-        let mut cmd = garrison(h);
-        cmd.args(args)
-            .env("GARRISON_TOKEN", &token)
-            .env("GARRISON_SERVER", &est.url)
-            .env("GARRISON_CA_CERT", &ca);
-        let (success, out, err) = run(&mut cmd, None);
-        assert!(success, "garrison {args:?}: {out}{err}");
-        out
-    };
+    let publish = |args: &[&str]| remote(h, &est, args);
     publish(&["release", "pin", "root.cose"]);
     publish(&["release", "publish", "swu.cose", "--artifacts", "."]);
     let (_, releases) = est.api("GET", "/api/v1/updates/releases", None);

@@ -11,12 +11,6 @@ mod common;
 
 use common::*;
 
-fn ok(home: &Path, args: &[&str]) -> String {
-    let (success, out, err) = run(garrison(home).args(args), None);
-    assert!(success, "garrison {args:?} failed:\n{out}\n{err}");
-    out
-}
-
 fn refused(home: &Path, args: &[&str]) -> String {
     let (success, out, err) = run(garrison(home).args(args), None);
     assert!(!success, "garrison {args:?} should fail:\n{out}");
@@ -295,24 +289,8 @@ fn the_server_publishes_only_verified_releases_and_serves_their_artifacts_with_r
     let token = est.token.clone();
 
     // Offline: keys, a root, a release of a 3 MB image.
-    for key in ["root", "release", "rogue"] {
-        ok(h, &["release", "keygen", key]);
-    }
-    ok(
-        h,
-        &[
-            "release",
-            "root",
-            "--root-key",
-            "root.pub",
-            "--release-key",
-            "release.pub",
-            "--sign-with",
-            "root.key",
-            "--out",
-            "root.cose",
-        ],
-    );
+    release_root(h);
+    ok(h, &["release", "keygen", "rogue"]);
     let image: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::create_dir(h.join("dist")).unwrap();
     std::fs::write(h.join("dist/rootfs.swu"), &image).unwrap();

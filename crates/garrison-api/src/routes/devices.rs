@@ -390,23 +390,10 @@ pub(crate) async fn create_ddi_token(
         return Err(ApiError::not_found(format!("device {id} not found")));
     }
     let (token, hash) = crate::auth::mint_target_token().map_err(ApiError::internal)?;
-    let audit = garrison_core::audit::AuditRecord::new(
-        &caller.tenant,
-        caller.requester().actor,
-        "device.ddi_token.issue",
-        format!("device:{id}"),
-    )
-    .source(caller.requester().source);
+    let audit = caller.audit("device.ddi_token.issue", &format!("device:{id}"));
     state
         .store()
-        .ddi_token_set(
-            &caller.tenant,
-            &id,
-            &hash,
-            now_ms(),
-            caller.requester().username.as_str(),
-            audit,
-        )
+        .ddi_token_set(&caller.tenant, &id, &hash, now_ms(), caller.name(), audit)
         .await?;
     Ok((
         axum::http::StatusCode::CREATED,
@@ -434,13 +421,7 @@ pub(crate) async fn delete_ddi_token(
 ) -> ApiResult<axum::http::StatusCode> {
     caller.require(Permission::DevicesWrite)?;
     let id = path_device(&id)?;
-    let audit = garrison_core::audit::AuditRecord::new(
-        &caller.tenant,
-        caller.requester().actor,
-        "device.ddi_token.withdraw",
-        format!("device:{id}"),
-    )
-    .source(caller.requester().source);
+    let audit = caller.audit("device.ddi_token.withdraw", &format!("device:{id}"));
     if state
         .store()
         .ddi_token_delete(&caller.tenant, &id, audit)
@@ -553,15 +534,9 @@ pub(crate) async fn mark_unpatchable(
         control: body.control,
         note: body.note,
         marked_at: now_ms(),
-        marked_by: caller.requester().username.to_string(),
+        marked_by: caller.name().to_owned(),
     };
-    let audit = garrison_core::audit::AuditRecord::new(
-        &caller.tenant,
-        caller.requester().actor,
-        "device.unpatchable.mark",
-        format!("device:{id}"),
-    )
-    .source(caller.requester().source);
+    let audit = caller.audit("device.unpatchable.mark", &format!("device:{id}"));
     state.store().unpatchable_put(&entry, audit).await?;
     Ok(Json(unpatchable_view(&state, entry)))
 }
@@ -610,13 +585,7 @@ pub(crate) async fn unmark_unpatchable(
 ) -> ApiResult<axum::http::StatusCode> {
     caller.require(Permission::DevicesWrite)?;
     let id = path_device(&id)?;
-    let audit = garrison_core::audit::AuditRecord::new(
-        &caller.tenant,
-        caller.requester().actor,
-        "device.unpatchable.unmark",
-        format!("device:{id}"),
-    )
-    .source(caller.requester().source);
+    let audit = caller.audit("device.unpatchable.unmark", &format!("device:{id}"));
     if state
         .store()
         .unpatchable_delete(&caller.tenant, &id, audit)

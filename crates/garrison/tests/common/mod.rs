@@ -402,3 +402,56 @@ pub fn bootstrap_token(est: &Est<'_>, pattern: &str, uses: i64) -> String {
     assert_eq!(status, 201, "{token}");
     token["token"].as_str().unwrap().to_owned()
 }
+
+/// Runs `garrison ARGS` in `home`; panics with its output unless it succeeds.
+pub fn ok(home: &Path, args: &[&str]) -> String {
+    let (success, out, err) = run(garrison(home).args(args), None);
+    assert!(success, "garrison {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// Offline, in `home`: a root key and a release key, and `root.cose` signed by the root key
+/// listing the release key — what a vendor makes before its first release.
+pub fn release_root(home: &Path) {
+    for key in ["root", "release"] {
+        ok(home, &["release", "keygen", key]);
+    }
+    ok(
+        home,
+        &[
+            "release",
+            "root",
+            "--root-key",
+            "root.pub",
+            "--release-key",
+            "release.pub",
+            "--sign-with",
+            "root.key",
+            "--out",
+            "root.cose",
+        ],
+    );
+}
+
+/// Runs `garrison ARGS` as a client of the server `est` talks to, with its token.
+pub fn remote(home: &Path, est: &Est<'_>, args: &[&str]) -> String {
+    let mut cmd = garrison(home);
+    cmd.args(args)
+        .current_dir(home)
+        .env("GARRISON_TOKEN", &est.token)
+        .env("GARRISON_SERVER", &est.url)
+        .env("GARRISON_CA_CERT", est.ca);
+    let (success, out, err) = run(&mut cmd, None);
+    assert!(success, "garrison {args:?}: {out}{err}");
+    out
+}
+
+/// Percent-encodes a query parameter.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
