@@ -166,33 +166,50 @@ pub async fn download(
 }
 
 /// The trust root to verify offers with: `pinned` as it is, or the server's newer root when
-/// `pinned` itself signs the rotation (TUF's rule), or — with nothing pinned yet — the
-/// server's root, trusted on first use over the server-authenticated TLS connection. The
-/// device then keeps what this returns.
+/// the chain of rotations from `pinned` to it verifies (each version signed by the threshold
+/// of the one before, TUF's rule; the versions in between are fetched one by one), or — with
+/// nothing pinned yet — the server's root, trusted on first use over the server-authenticated
+/// TLS connection. The device then keeps what this returns.
 pub async fn current_root(
     client: &reqwest::Client,
     server: &str,
     pinned: Option<&TrustRoot>,
 ) -> Result<TrustRoot, String> {
-    let url = format!("{}/device/v1/root", server.trim_end_matches('/'));
-    let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return match pinned {
-            // Keep what is pinned when the server has nothing newer to say.
-            Some(p) => Ok(p.clone()),
-            None => Err(format!(
-                "cannot fetch the trust root: HTTP {}",
-                response.status()
-            )),
-        };
-    }
-    let document = response.bytes().await.map_err(|e| e.to_string())?;
+    let base = format!("{}/device/v1/root", server.trim_end_matches('/'));
+    let fetch = async |url: &str| -> Result<Option<Vec<u8>>, String> {
+        let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(format!("cannot fetch {url}: HTTP {}", response.status()));
+        }
+        Ok(Some(
+            response.bytes().await.map_err(|e| e.to_string())?.to_vec(),
+        ))
+    };
+    let Some(document) = fetch(&base).await? else {
+        return pinned
+            .cloned()
+            .ok_or_else(|| "the server has no trust root pinned".to_owned());
+    };
     let offered = TrustRoot::open(&document).map_err(|e| e.to_string())?;
-    match pinned {
-        None => Ok(offered),
-        Some(p) if offered.root_version > p.root_version => p
-            .rotate(&document)
-            .map_err(|e| format!("root rotation refused: {e}")),
-        Some(p) => Ok(p.clone()),
+    let Some(pinned) = pinned else {
+        return Ok(offered);
+    };
+    let mut root = pinned.clone();
+    while root.root_version < offered.root_version {
+        let next = root.root_version + 1;
+        let step = if next == offered.root_version {
+            document.clone()
+        } else {
+            fetch(&format!("{base}/{next}"))
+                .await?
+                .ok_or_else(|| format!("the server does not have trust root version {next}"))?
+        };
+        root = root
+            .rotate(&step)
+            .map_err(|e| format!("root rotation to version {next} refused: {e}"))?;
     }
+    Ok(root)
 }

@@ -2,7 +2,9 @@
 //! the artifacts of the campaign a device is working on (`/device/v1/artifacts/{sha256}`,
 //! with `Range` so an interrupted download resumes). A device may fetch only the artifacts of
 //! a release it is being updated to; everything else is 403, and every refusal is logged.
-//! `/device/v1/root` is the pinned trust root (COSE_Sign) for a device to pin or to rotate to.
+//! `/device/v1/root` is the pinned trust root (COSE_Sign) for a device to pin or to rotate to;
+//! `/device/v1/root/{version}` each earlier version, so a device several rotations behind
+//! walks the chain one signed step at a time.
 
 use axum::{
     Router,
@@ -20,6 +22,7 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/device/v1/artifacts/{sha256}", get(artifact))
         .route("/device/v1/root", get(root))
+        .route("/device/v1/root/{version}", get(root_version))
 }
 
 /// The device the request's client certificate names, if it is one and not revoked.
@@ -82,6 +85,26 @@ async fn root(State(state): State<ApiState>, request: Request) -> ApiResult<Resp
         .await
         .map_err(crate::routes::release_error)?
         .ok_or_else(|| ApiError::not_found("no trust root is pinned yet"))?;
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/cose")
+        .body(Body::from(stored.document))
+        .map_err(ApiError::internal)
+}
+
+async fn root_version(
+    State(state): State<ApiState>,
+    Path(version): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    device_of(&state, &request)?;
+    let version: i64 = version
+        .parse()
+        .map_err(|_| ApiError::invalid_path("version", "not a root version (a number)"))?;
+    let stored = state
+        .store()
+        .update_root_version(&state.settings().tenant, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no trust root version {version}")))?;
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/cose")
         .body(Body::from(stored.document))

@@ -444,3 +444,80 @@ async fn artifact(
     metrics::counter!("garrison_device_artifact_downloads_total").increment(1);
     Ok(served.map(Body::new).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(execution: &str, finished: &str, cnt: u64, of: u64) -> Value {
+        json!({"execution": execution, "result": {"finished": finished,
+            "progress": {"cnt": cnt, "of": of}}, "details": ["step"]})
+    }
+
+    #[test]
+    fn feedback_maps_to_update_stages() {
+        let forced = Some(Action::Forced);
+        // swupdate: "proceeding" before the download, then "all chunks installed" (cnt = of).
+        assert_eq!(
+            stage_of(&status("proceeding", "none", 0, 1), forced)
+                .unwrap()
+                .0,
+            UpdateState::Downloading
+        );
+        assert_eq!(
+            stage_of(&status("proceeding", "none", 1, 1), forced)
+                .unwrap()
+                .0,
+            UpdateState::Installed
+        );
+        // A log line with progress 1 of 0 is still just progress.
+        assert_eq!(
+            stage_of(&status("proceeding", "none", 1, 0), forced)
+                .unwrap()
+                .0,
+            UpdateState::Downloading
+        );
+        assert_eq!(
+            stage_of(&status("closed", "success", 1, 1), forced)
+                .unwrap()
+                .0,
+            UpdateState::Succeeded
+        );
+        let (state, reason) = stage_of(&status("closed", "failure", 0, 1), forced).unwrap();
+        assert_eq!(
+            (state, reason.as_deref()),
+            (UpdateState::Failed, Some("step"))
+        );
+        assert!(stage_of(&status("closed", "none", 0, 1), forced).is_none());
+        assert!(stage_of(&status("scheduled", "none", 0, 1), forced).is_none());
+        // What "downloaded" and "rejected" mean depends on the campaign's action.
+        assert_eq!(
+            stage_of(
+                &status("downloaded", "none", 1, 1),
+                Some(Action::DownloadOnly)
+            )
+            .unwrap()
+            .0,
+            UpdateState::Verified
+        );
+        assert_eq!(
+            stage_of(&status("rejected", "none", 0, 1), Some(Action::Soft))
+                .unwrap()
+                .0,
+            UpdateState::Deferred
+        );
+        assert_eq!(
+            stage_of(&status("rejected", "none", 0, 1), forced)
+                .unwrap()
+                .0,
+            UpdateState::Failed
+        );
+    }
+
+    #[test]
+    fn polling_intervals_are_hh_mm_ss() {
+        assert_eq!(hh_mm_ss(std::time::Duration::from_secs(30)), "00:00:30");
+        assert_eq!(hh_mm_ss(std::time::Duration::from_secs(3_725)), "01:02:05");
+        assert_eq!(hh_mm_ss(std::time::Duration::ZERO), "00:00:01");
+    }
+}

@@ -94,6 +94,30 @@ macro_rules! impl_update_store {
                 }))
             }
 
+            async fn update_root_version(
+                &self,
+                tenant: &garrison_core::TenantId,
+                version: i64,
+            ) -> $crate::StoreResult<Option<$crate::updates::UpdateRoot>> {
+                let row: Option<(Vec<u8>, i64, String)> = sqlx::query_as(
+                    "SELECT document, uploaded_at, uploaded_by FROM update_roots \
+                     WHERE tenant = $1 AND version = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(document, uploaded_at, uploaded_by)| {
+                    $crate::updates::UpdateRoot {
+                        tenant: tenant.clone(),
+                        version,
+                        document,
+                        uploaded_at,
+                        uploaded_by,
+                    }
+                }))
+            }
+
             async fn update_root_record(
                 &self,
                 root: &$crate::updates::UpdateRoot,

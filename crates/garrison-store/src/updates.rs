@@ -72,6 +72,13 @@ pub trait UpdateStore: Send + Sync {
     /// The newest pinned trust root.
     async fn update_root_current(&self, tenant: &TenantId) -> StoreResult<Option<UpdateRoot>>;
 
+    /// One pinned version of the trust root (devices several rotations behind walk the chain).
+    async fn update_root_version(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+    ) -> StoreResult<Option<UpdateRoot>>;
+
     /// Pins a new trust root version, audited. A version already pinned is a conflict.
     async fn update_root_record(&self, root: &UpdateRoot, audit: AuditRecord) -> StoreResult<()>;
 

@@ -64,6 +64,11 @@ async fn roots_artifacts_and_releases(store: Arc<dyn Store>, _t: Tamper) {
         .await
         .unwrap();
     assert_eq!(store.update_root_current(&t).await.unwrap(), Some(root(2)));
+    assert_eq!(
+        store.update_root_version(&t, 1).await.unwrap(),
+        Some(root(1))
+    );
+    assert_eq!(store.update_root_version(&t, 3).await.unwrap(), None);
     assert!(matches!(
         store
             .update_root_record(&root(2), audit("update.root.pin", "root:2"))

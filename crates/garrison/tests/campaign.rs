@@ -334,7 +334,8 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
 }
 
 /// The agent installs through a configured installer, checks the new software's health, and
-/// rolls back when the check fails; each outcome reaches the campaign.
+/// rolls back when the check fails; each outcome reaches the campaign. Between the two, the
+/// vendor rotates its keys twice and the agent follows the chain of roots.
 #[test]
 fn the_agent_installs_checks_health_and_rolls_back() {
     let home = tempfile::tempdir().unwrap();
@@ -425,8 +426,7 @@ fn the_agent_installs_checks_health_and_rolls_back() {
     std::fs::write(h.join("dist/gw.deb"), vec![7u8; 70_000]).unwrap();
     let cli = |args: &[&str]| remote(h, &est, args);
     cli(&["release", "pin", "root.cose"]);
-    let mut releases = Vec::new();
-    for (sequence, version) in [("2", "2.0.0"), ("3", "3.0.0")] {
+    let publish = |key: &str, sequence: &str, version: &str| -> String {
         let out = format!("gw-{sequence}.cose");
         ok(
             h,
@@ -434,7 +434,7 @@ fn the_agent_installs_checks_health_and_rolls_back() {
                 "release",
                 "sign",
                 "--key",
-                "release.key",
+                key,
                 "--vendor",
                 "acme",
                 "--model",
@@ -450,7 +450,7 @@ fn the_agent_installs_checks_health_and_rolls_back() {
         );
         cli(&["release", "publish", &out, "--artifacts", "dist"]);
         let (_, list) = est.api("GET", "/api/v1/updates/releases", None);
-        let id = list["items"]
+        list["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -458,9 +458,9 @@ fn the_agent_installs_checks_health_and_rolls_back() {
             .unwrap()["id"]
             .as_str()
             .unwrap()
-            .to_owned();
-        releases.push(id);
-    }
+            .to_owned()
+    };
+    let first_release = publish("release.key", "2", "2.0.0");
     let rollout = |release: &str| -> Value {
         let (status, c) = est.api(
             "POST",
@@ -476,7 +476,7 @@ fn the_agent_installs_checks_health_and_rolls_back() {
     };
 
     // 2.0.0: installed and healthy; the device now reports it.
-    let first = rollout(&releases[0]);
+    let first = rollout(&first_release);
     assert_eq!(first["state"], "completed", "{first}");
     let installed = std::fs::read_to_string(h.join("installed.log")).unwrap();
     assert!(installed.trim_end().ends_with("gw.deb"), "{installed}");
@@ -489,9 +489,38 @@ fn the_agent_installs_checks_health_and_rolls_back() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // The vendor rotates its release key twice; the device, which pinned version 1, walks
+    // the chain 1 → 2 → 3 to trust 3.0.0, signed by the newest key only.
+    let mut previous = "root.cose".to_owned();
+    for version in [2, 3] {
+        let key = format!("release-{version}");
+        ok(h, &["release", "keygen", &key]);
+        let out = format!("root-{version}.cose");
+        ok(
+            h,
+            &[
+                "release",
+                "root",
+                "--root-key",
+                "root.pub",
+                "--release-key",
+                &format!("{key}.pub"),
+                "--sign-with",
+                "root.key",
+                "--previous",
+                &previous,
+                "--out",
+                &out,
+            ],
+        );
+        cli(&["release", "pin", &out]);
+        previous = out;
+    }
+    let second_release = publish("release-3.key", "3", "3.0.0");
+
     // 3.0.0: installed, but the service does not come up: rolled back, campaign aborted.
     std::fs::remove_file(h.join("healthy")).unwrap();
-    let second = rollout(&releases[1]);
+    let second = rollout(&second_release);
     assert_eq!(second["state"], "aborted", "{second}");
     assert_eq!(second["stages"]["rolled-back"], 1, "{second}");
     let (_, history) = est.api(
