@@ -275,6 +275,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let data_dir = args.data_dir.clone();
     let password = server.admin_password.clone();
     let posture = server.inventory.posture.clone();
+    let releases = server.releases.clone();
+    let campaigns = server.campaigns.clone();
 
     println!(
         "Garrison demo: {} simulated devices, attack in {}.",
@@ -333,6 +335,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Let the inventories land before the first audit.
     tokio::time::sleep(Duration::from_secs(3)).await;
     print_audit(&posture, "demo").await;
+    let campaign = match rollout(&releases, &campaigns).await {
+        Ok(id) => {
+            println!(
+                "  update:   signed release 5.8.0 rolling out to the cameras: 10% → 50% → 100%"
+            );
+            println!("            garrison campaign show {id}");
+            Some(id)
+        }
+        // A kept demo has its release already; the rest of the tour does not need it.
+        Err(e) => {
+            println!("  update:   no rollout this time: {e:#}");
+            None
+        }
+    };
     println!();
     println!("  try:      garrison device list -q 'risk >= 40'");
     println!("            garrison finding list --severity high");
@@ -363,6 +379,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             println!("            garrison device events");
             println!("            garrison device unmanaged");
             print_alerts(store.as_ref(), &tenant).await;
+            if let Some(id) = campaign
+                && let Ok(c) = campaigns.get(&id).await
+            {
+                println!();
+                println!(
+                    "  Update campaign: {}, {} of {} cameras on 5.8.0 (garrison campaign show {id})",
+                    c.state,
+                    c.stages.get("succeeded").copied().unwrap_or(0),
+                    c.record.devices
+                );
+            }
             print_audit(&posture, "demo").await;
         })
     };
@@ -383,6 +410,83 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     serving.await??;
     println!("Demo stopped; its data is in {}.", data_dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Signs a release for the fleet's cameras (fresh Ed25519 root and release keys, kept in
+/// memory: a demo's keys protect nothing), pins the root, uploads the image, publishes it and
+/// starts a three-phase campaign to the cameras' group. Returns the campaign's id.
+async fn rollout(
+    releases: &garrison_releases::Releases,
+    campaigns: &garrison_campaigns::CampaignService,
+) -> anyhow::Result<String> {
+    use garrison_update::{
+        Algorithm, Artifact, Manifest, Sha256Stream, SignedManifest, SigningKey, TrustRoot,
+        campaign::{Action, Approval, CampaignSpec, PhaseSpec},
+    };
+    let now = garrison_core::now_ms();
+    let root_key = SigningKey::generate(Algorithm::Ed25519)?;
+    let release_key = SigningKey::generate(Algorithm::Ed25519)?;
+    let root = TrustRoot {
+        root_version: 1,
+        root_keys: vec![root_key.public_key()],
+        root_threshold: 1,
+        release_keys: vec![release_key.public_key()],
+        created_at: now,
+        expires_at: None,
+    };
+    let camera = Profile::IpCamera.spec();
+    let image: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut digest = Sha256Stream::default();
+    digest.update(&image);
+    let (sha256, size) = digest.finish();
+    let manifest = Manifest {
+        manifest_version: 1,
+        vendor: camera.manufacturer.into(),
+        class: camera.model.into(),
+        sequence: 2,
+        version: "5.8.0".into(),
+        artifacts: vec![Artifact {
+            name: "av-cam-220-5.8.0.swu".into(),
+            sha256: sha256.clone(),
+            size,
+        }],
+        created_at: now,
+        expires_at: None,
+        description: Some("Garrison demo: the cameras' next firmware".into()),
+    };
+    let signed = SignedManifest::sign(&manifest, &release_key)?;
+    let by = garrison_releases::Actor {
+        username: "demo".into(),
+        actor: Actor::system("demo"),
+        source: None,
+    };
+    releases.pin_root(&root.sign(&[&root_key])?, &by).await?;
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(image))]);
+    releases.upload(&sha256, body, &by).await?;
+    let release = releases.publish(signed.as_bytes(), &by).await?;
+    let phase = |percent| PhaseSpec {
+        percent,
+        approval: Approval::Automatic,
+    };
+    let created = campaigns
+        .create(
+            garrison_campaigns::NewCampaign {
+                name: "cameras to 5.8.0".into(),
+                release: release.id,
+                target: garrison_campaigns::Target::Group(Profile::IpCamera.as_str().into()),
+                spec: CampaignSpec {
+                    phases: vec![phase(10), phase(50), phase(100)],
+                    action: Action::Forced,
+                    max_attempts: 2,
+                    retry_backoff_ms: 5_000,
+                    device_timeout_ms: 60_000,
+                    ..CampaignSpec::default()
+                },
+            },
+            &by,
+        )
+        .await?;
+    Ok(created.record.id)
 }
 
 /// The alerts the attack raised and what the playbooks did about them.

@@ -44,6 +44,10 @@ pub(crate) struct Server {
     ca_fingerprint: String,
     /// The admin password, when this start created the admin.
     pub(crate) admin_password: Option<String>,
+    /// The release repository.
+    pub(crate) releases: garrison_releases::Releases,
+    /// The update campaigns.
+    pub(crate) campaigns: garrison_campaigns::CampaignService,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -353,7 +357,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
     };
     campaigns.attach_gate(Arc::new(policy), releases.clone());
     tokio::spawn(campaigns.clone().run(update_reports_rx));
-    state.attach_campaigns(campaigns);
+    state.attach_campaigns(campaigns.clone());
     let app = garrison_api::app(state);
     Ok(Server {
         pipeline: monitoring.map(|m| m.pipeline),
@@ -376,6 +380,8 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         ca_file,
         ca_fingerprint,
         admin_password,
+        releases,
+        campaigns,
     })
 }
 
