@@ -49,12 +49,21 @@ pub struct InstalledState {
 }
 
 impl InstalledState {
-    /// Reads the state; a missing file is the factory state.
-    pub fn load(state_dir: &Path) -> InstalledState {
-        std::fs::read(state_dir.join("update-state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    /// Reads the state; a missing file is the factory state, an unreadable one an error (so a
+    /// damaged file cannot reset anti-rollback to zero).
+    pub fn load(state_dir: &Path) -> Result<InstalledState, String> {
+        let path = state_dir.join("update-state.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is damaged ({e}); fix or remove it", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(InstalledState::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Where the pinned trust root is kept.
+    fn root_path(state_dir: &Path) -> PathBuf {
+        state_dir.join("update-root.cose")
     }
 
     /// Writes the state atomically.
@@ -113,11 +122,21 @@ async fn run(command: &[String], args: &[PathBuf], timeout: Duration) -> Result<
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let mut stderr = child.stderr.take();
     let outcome = tokio::time::timeout(timeout, async {
-        let mut err = Vec::new();
+        // Read to the end (a full pipe would stall the installer), keeping the last 64 KiB.
+        let mut tail: Vec<u8> = Vec::new();
         if let Some(s) = &mut stderr {
-            let _ = s.take(64 * 1024).read_to_end(&mut err).await;
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = s.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > 64 * 1024 {
+                    tail.drain(..tail.len() - 64 * 1024);
+                }
+            }
         }
-        (child.wait().await, err)
+        (child.wait().await, tail)
     })
     .await;
     match outcome {
@@ -159,12 +178,27 @@ pub async fn apply(
     if notice.action == UpdateAction::Cancel {
         return None;
     }
-    let installed = InstalledState::load(state_dir);
+    let installed = match InstalledState::load(state_dir) {
+        Ok(i) => i,
+        Err(reason) => {
+            reporter.report(UpdateState::Failed, Some(reason)).await;
+            return None;
+        }
+    };
     let device = DeviceState {
         vendor: config.vendor.clone(),
         class: config.class.clone(),
         installed_sequence: installed.sequence,
     };
+    if update::already_installed(notice, root, &device, now) {
+        reporter
+            .report(
+                UpdateState::Succeeded,
+                Some("this release is already installed".into()),
+            )
+            .await;
+        return None;
+    }
     let manifest = match update::verify_notice(notice, root, &device, now) {
         Ok(m) => m,
         Err(e) => {
@@ -174,7 +208,9 @@ pub async fn apply(
             return None;
         }
     };
-    let dir = state_dir.join("updates").join(&notice.campaign);
+    // A fixed directory: nothing the server sends names a path on the device.
+    let dir = state_dir.join("update-download");
+    let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         reporter
             .report(
@@ -247,10 +283,40 @@ pub async fn apply(
         sequence: manifest.sequence,
         version: Some(manifest.version.clone()),
     };
-    if let Err(e) = state.save(state_dir) {
-        tracing::error!(error = %e, "Cannot record the installed release; anti-rollback relies on it");
-    }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = state.save(state_dir) {
+        reporter
+            .report(
+                UpdateState::Failed,
+                Some(format!(
+                    "installed, but the installed release cannot be recorded (anti-rollback relies on it): {e}"
+                )),
+            )
+            .await;
+        return None;
+    }
     reporter.report(UpdateState::Succeeded, None).await;
     Some(manifest)
+}
+
+/// The trust root this device pinned, if any (kept in the state directory, so a restart does
+/// not fall back to trusting the server's root on first use again).
+pub fn pinned_root(state_dir: &Path) -> Result<Option<TrustRoot>, String> {
+    let path = InstalledState::root_path(state_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => TrustRoot::open(&bytes).map(Some).map_err(|e| {
+            format!(
+                "{} is not a trust root ({e}); restore or remove it",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Keeps `document` (a trust root the device now trusts) as the pinned root.
+pub fn pin_root(state_dir: &Path, document: &[u8]) -> std::io::Result<()> {
+    crate::keystore::write_atomic(&InstalledState::root_path(state_dir), document, 0o600)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }

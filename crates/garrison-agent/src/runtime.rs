@@ -158,7 +158,9 @@ struct Agent {
     auth_log: AuthLogFollower,
     last: Option<Inventory>,
     last_sent_at: i64,
-    root: Option<garrison_update::TrustRoot>,
+    /// The pinned trust root (or why the kept one cannot be read: updates are then refused,
+    /// never re-pinned from the server).
+    root: Result<Option<garrison_update::TrustRoot>, String>,
 }
 
 impl Agent {
@@ -213,17 +215,37 @@ impl Agent {
                 return false;
             }
         };
-        let root =
-            match crate::update::current_root(&client, &self.config.server, self.root.as_ref())
-                .await
-            {
-                Ok(r) => r,
-                Err(reason) => {
-                    reporter.report(UpdateState::Failed, Some(reason)).await;
+        let pinned = match &self.root {
+            Ok(p) => p.clone(),
+            Err(reason) => {
+                reporter
+                    .report(UpdateState::Failed, Some(reason.clone()))
+                    .await;
+                return false;
+            }
+        };
+        let root = match crate::update::current_root(&client, &self.config.server, pinned.as_ref())
+            .await
+        {
+            Ok((root, Some(document))) => {
+                if let Err(e) = install::pin_root(&self.config.state_dir, &document) {
+                    reporter
+                        .report(
+                            UpdateState::Failed,
+                            Some(format!("cannot keep the trust root: {e}")),
+                        )
+                        .await;
                     return false;
                 }
-            };
-        self.root = Some(root.clone());
+                root
+            }
+            Ok((root, None)) => root,
+            Err(reason) => {
+                reporter.report(UpdateState::Failed, Some(reason)).await;
+                return false;
+            }
+        };
+        self.root = Ok(Some(root.clone()));
         let config = InstallerConfig {
             installer: options.installer,
             health_check: options.health_check,
@@ -328,7 +350,10 @@ impl Agent {
         let mut inventory = self.collector.inventory(now);
         inventory.device_id = Some(self.config.device.to_string());
         // The release this agent installed is the firmware, whatever the files say.
-        if let Some(version) = InstalledState::load(&self.config.state_dir).version {
+        if let Some(version) = InstalledState::load(&self.config.state_dir)
+            .ok()
+            .and_then(|s| s.version)
+        {
             inventory.firmware.version = Some(version);
         }
         let mut events = Vec::new();
@@ -411,8 +436,9 @@ pub async fn run(
         auth_log,
         last: None,
         last_sent_at: 0,
-        root: None,
+        root: Ok(None),
     };
+    agent.root = install::pinned_root(&agent.config.state_dir);
     let (mut cert, mut key) = agent.identity().await?;
     let (inbound_tx, mut inbound) = mpsc::channel(16);
     let mut session = agent.session(&cert, &key, inbound_tx.clone())?;

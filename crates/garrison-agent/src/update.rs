@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use garrison_contract::UpdateNotice;
-use garrison_update::{ArtifactCheck, DeviceState, Manifest, TrustRoot, verify_manifest};
+use garrison_update::{
+    ArtifactCheck, DeviceState, Manifest, TrustRoot, verify_manifest, verify_release,
+};
 use tokio::io::AsyncWriteExt;
 
 /// Why an update offer was refused; the message goes into the `failed` report.
@@ -77,6 +79,32 @@ pub fn verify_notice(
         }
     }
     Ok(manifest)
+}
+
+/// Whether the offer is the release this device already runs — validly signed, for this
+/// vendor and class, with the installed sequence number: a retry after a `succeeded` report
+/// was lost, to be answered with `succeeded` again rather than refused as a rollback.
+pub fn already_installed(
+    notice: &UpdateNotice,
+    root: &TrustRoot,
+    device: &DeviceState,
+    now: i64,
+) -> bool {
+    if device.installed_sequence == 0 {
+        return false;
+    }
+    let Some(bytes) = notice
+        .manifest
+        .as_deref()
+        .and_then(|m| base64::engine::general_purpose::STANDARD.decode(m).ok())
+    else {
+        return false;
+    };
+    verify_release(root, &bytes, now).is_ok_and(|m| {
+        m.vendor == device.vendor
+            && m.class == device.class
+            && m.sequence == device.installed_sequence
+    })
 }
 
 /// Downloads every artifact of a verified `manifest` with `client` (which presents the device
@@ -169,12 +197,13 @@ pub async fn download(
 /// the chain of rotations from `pinned` to it verifies (each version signed by the threshold
 /// of the one before, TUF's rule; the versions in between are fetched one by one), or — with
 /// nothing pinned yet — the server's root, trusted on first use over the server-authenticated
-/// TLS connection. The device then keeps what this returns.
+/// TLS connection. Returns the root with its signed document when it is new to the device,
+/// which then keeps it.
 pub async fn current_root(
     client: &reqwest::Client,
     server: &str,
     pinned: Option<&TrustRoot>,
-) -> Result<TrustRoot, String> {
+) -> Result<(TrustRoot, Option<Vec<u8>>), String> {
     let base = format!("{}/device/v1/root", server.trim_end_matches('/'));
     let fetch = async |url: &str| -> Result<Option<Vec<u8>>, String> {
         let response = client.get(url).send().await.map_err(|e| e.to_string())?;
@@ -190,13 +219,16 @@ pub async fn current_root(
     };
     let Some(document) = fetch(&base).await? else {
         return pinned
-            .cloned()
+            .map(|p| (p.clone(), None))
             .ok_or_else(|| "the server has no trust root pinned".to_owned());
     };
     let offered = TrustRoot::open(&document).map_err(|e| e.to_string())?;
     let Some(pinned) = pinned else {
-        return Ok(offered);
+        return Ok((offered, Some(document)));
     };
+    if offered.root_version <= pinned.root_version {
+        return Ok((pinned.clone(), None));
+    }
     let mut root = pinned.clone();
     while root.root_version < offered.root_version {
         let next = root.root_version + 1;
@@ -211,5 +243,182 @@ pub async fn current_root(
             .rotate(&step)
             .map_err(|e| format!("root rotation to version {next} refused: {e}"))?;
     }
-    Ok(root)
+    Ok((root, Some(document)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use garrison_contract::{ArtifactLink, SCHEMA_VERSION, UpdateAction};
+    use garrison_update::{Algorithm, Artifact, Sha256Stream, SignedManifest, SigningKey};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A one-shot HTTP server answering any request with `body`, claiming `length` bytes.
+    async fn serve_once(body: Vec<u8>, length: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        format!("http://{addr}/artifact")
+    }
+
+    struct Offer {
+        root: TrustRoot,
+        notice: UpdateNotice,
+        manifest: Manifest,
+        image: Vec<u8>,
+    }
+
+    fn offer(url: &str) -> Offer {
+        let root_key = SigningKey::generate(Algorithm::Ed25519).unwrap();
+        let release = SigningKey::generate(Algorithm::Ed25519).unwrap();
+        let root = TrustRoot {
+            root_version: 1,
+            root_keys: vec![root_key.public_key()],
+            root_threshold: 1,
+            release_keys: vec![release.public_key()],
+            created_at: NOW,
+            expires_at: None,
+        };
+        let image: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+        let mut digest = Sha256Stream::default();
+        digest.update(&image);
+        let (sha256, size) = digest.finish();
+        let manifest = Manifest {
+            manifest_version: 1,
+            vendor: "acme".into(),
+            class: "cam".into(),
+            sequence: 5,
+            version: "5.0.0".into(),
+            artifacts: vec![Artifact {
+                name: "image.swu".into(),
+                sha256: sha256.clone(),
+                size,
+            }],
+            created_at: NOW,
+            expires_at: None,
+            description: None,
+        };
+        let signed = SignedManifest::sign(&manifest, &release).unwrap();
+        let notice = UpdateNotice {
+            schema: SCHEMA_VERSION,
+            campaign: "c1".into(),
+            attempt: 1,
+            action: UpdateAction::Forced,
+            manifest: Some(base64::engine::general_purpose::STANDARD.encode(signed.as_bytes())),
+            artifacts: vec![ArtifactLink {
+                name: "image.swu".into(),
+                sha256,
+                size,
+                url: url.into(),
+            }],
+        };
+        Offer {
+            root,
+            notice,
+            manifest,
+            image,
+        }
+    }
+
+    fn device(installed: u64) -> DeviceState {
+        DeviceState {
+            vendor: "acme".into(),
+            class: "cam".into(),
+            installed_sequence: installed,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_intact_artifact_is_written_and_a_bad_one_is_refused_and_removed() {
+        let client = reqwest::Client::new();
+        let dir = tempfile::tempdir().unwrap();
+        // Intact.
+        let probe = offer("http://unused");
+        let url = serve_once(probe.image.clone(), probe.image.len()).await;
+        let mut o = offer(&url);
+        o.image = probe.image;
+        let manifest = verify_notice(&o.notice, &o.root, &device(4), NOW).unwrap();
+        let files = download(&o.notice, &manifest, &client, Some(dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&files[0]).unwrap(), o.image);
+
+        // Tampered: one byte changed.
+        let mut tampered = o.image.clone();
+        tampered[50_000] ^= 1;
+        o.notice.artifacts[0].url = serve_once(tampered, o.image.len()).await;
+        let e = download(&o.notice, &o.manifest, &client, Some(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, UpdateFailure::Artifact { .. }), "{e}");
+        assert!(
+            !dir.path().join("image.swu").exists(),
+            "a refused file is removed"
+        );
+
+        // Truncated: the connection ends before the promised length.
+        o.notice.artifacts[0].url = serve_once(o.image[..60_000].to_vec(), o.image.len()).await;
+        let e = download(&o.notice, &o.manifest, &client, Some(dir.path()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                UpdateFailure::Download { .. } | UpdateFailure::Artifact { .. }
+            ),
+            "{e}"
+        );
+        assert!(!dir.path().join("image.swu").exists());
+
+        // Too long: refused at the first byte past the manifest's size.
+        let mut longer = o.image.clone();
+        longer.extend_from_slice(b"extra");
+        o.notice.artifacts[0].url = serve_once(longer.clone(), longer.len()).await;
+        let e = download(&o.notice, &o.manifest, &client, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, UpdateFailure::Artifact { .. }), "{e}");
+    }
+
+    #[test]
+    fn offers_are_refused_before_any_download() {
+        let o = offer("http://127.0.0.1:9/never");
+        // Older than installed, for another model, or with links that disagree.
+        assert!(matches!(
+            verify_notice(&o.notice, &o.root, &device(5), NOW),
+            Err(UpdateFailure::Manifest(_))
+        ));
+        let other = DeviceState {
+            class: "plug".into(),
+            ..device(0)
+        };
+        assert!(verify_notice(&o.notice, &o.root, &other, NOW).is_err());
+        let mut lying = o.notice.clone();
+        lying.artifacts[0].size += 1;
+        assert!(matches!(
+            verify_notice(&lying, &o.root, &device(0), NOW),
+            Err(UpdateFailure::Mismatch(_))
+        ));
+        // Signed by a key the pinned root does not list.
+        let stranger = offer("http://127.0.0.1:9/never");
+        assert!(verify_notice(&o.notice, &stranger.root, &device(0), NOW).is_err());
+        let mut unsigned = o.notice.clone();
+        unsigned.manifest = None;
+        assert!(matches!(
+            verify_notice(&unsigned, &o.root, &device(0), NOW),
+            Err(UpdateFailure::NoManifest)
+        ));
+    }
 }

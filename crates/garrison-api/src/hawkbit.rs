@@ -124,7 +124,21 @@ async fn authenticate(
             )
             .await?;
         return match owner {
-            Some(device) if device.as_str() == id => Ok(device),
+            Some(device) if device.as_str() == id => {
+                // A token stands beside the device's identity, not in place of it: once its
+                // certificate is revoked the token opens nothing either.
+                let current = state
+                    .store()
+                    .device_get(&state.settings().tenant, &device)
+                    .await?
+                    .and_then(|d| d.current_serial);
+                match current {
+                    Some(serial) if !state.identity().directory().is_revoked(&serial) => Ok(device),
+                    _ => Err(ApiError::unauthenticated(refuse(
+                        "the device's certificate is revoked; its target token is void".into(),
+                    ))),
+                }
+            }
             Some(_) => Err(ApiError::forbidden(refuse(format!(
                 "the target token is not controller {id:?}'s"
             )))),

@@ -577,7 +577,8 @@ impl CampaignService {
     ) -> Result<Vec<Outgoing>, CampaignError> {
         let now = now_ms();
         let (changes, in_flight) = live.close(now, &reason);
-        self.record(live.id(), &changes).await?;
+        // The campaign's state first: should the devices' rows fail to follow, a restart finds
+        // a finished campaign (not resumed), never a running one with cancelled devices.
         self.store()
             .campaign_set_state(
                 self.tenant(),
@@ -591,6 +592,10 @@ impl CampaignService {
                 audit,
             )
             .await?;
+        if let Err(e) = self.record(live.id(), &changes).await {
+            tracing::error!(campaign = %live.id(), error = %e,
+                "The campaign stopped, but its unfinished devices could not be marked cancelled");
+        }
         live.commit(changes);
         live.state = state;
         live.record.state = state.as_str().to_owned();
@@ -850,16 +855,25 @@ impl CampaignService {
                 continue;
             }
             live.commit(expired);
+            // Judge before notifying: failures that came in (or timed out) may abort it.
+            outgoing.extend(self.judge(&mut engine, &id).await);
+            let Some(live) = engine.live.get_mut(&id) else {
+                continue;
+            };
             {
                 let candidates: Vec<DeviceId> = live
                     .devices
                     .iter()
                     .filter(|(_, p)| p.phase <= live.phase && p.due(now))
                     .map(|(d, _)| d.clone())
-                    .take(self.inner.settings.notices_per_tick)
                     .collect();
+                // Admission first, then the per-tick cap: devices that cannot be asked now
+                // (offline, outside their window) never hold back those that can.
                 let mut admitted = HashSet::new();
                 for device in candidates {
+                    if admitted.len() >= self.inner.settings.notices_per_tick {
+                        break;
+                    }
                     if !in_window(&self.inner.index, &windows, &device, now) {
                         continue;
                     }
@@ -904,10 +918,19 @@ impl CampaignService {
             let Some(live) = engine.live.get_mut(id) else {
                 return Vec::new();
             };
-            if live.state != CampaignState::Running {
+            if !matches!(
+                live.state,
+                CampaignState::Running | CampaignState::WaitingApproval
+            ) {
                 return Vec::new();
             }
             let decision = campaign::evaluate(&live.spec, live.phase, &live.tallies());
+            // A campaign waiting for approval still aborts on failures; nothing else moves it.
+            if live.state == CampaignState::WaitingApproval
+                && !matches!(decision, Decision::Abort { .. })
+            {
+                return Vec::new();
+            }
             let target = format!("campaign:{id}");
             let audit = |action: &str| {
                 garrison_core::audit::AuditRecord::new(

@@ -432,6 +432,10 @@ impl Device {
         };
         let fetched = match self.fetch_update(&notice, &reporter).await {
             Ok(f) => f,
+            Err(reason) if reason == ALREADY_INSTALLED => {
+                reporter.report(UpdateState::Succeeded, Some(reason)).await;
+                return;
+            }
             Err(reason) => {
                 tracing::info!(device = %self.plan.id, %reason, "Update refused");
                 reporter.report(UpdateState::Failed, Some(reason)).await;
@@ -480,7 +484,7 @@ impl Device {
             .est
             .http(Some((&self.identity.cert_pem, &self.identity.key_pem)))
             .map_err(|e| e.to_string())?;
-        let root = garrison_agent::update::current_root(
+        let (root, _) = garrison_agent::update::current_root(
             &client,
             self.endpoint.est.base(),
             self.state.root.as_ref(),
@@ -493,6 +497,9 @@ impl Device {
             class: spec.model.to_owned(),
             installed_sequence: self.state.installed_sequence,
         };
+        if garrison_agent::update::already_installed(notice, &root, &device, now_ms()) {
+            return Err(ALREADY_INSTALLED.into());
+        }
         let manifest = garrison_agent::update::verify_notice(notice, &root, &device, now_ms())
             .map_err(|e| e.to_string())?;
         reporter.report(UpdateState::Downloading, None).await;
@@ -535,6 +542,9 @@ impl Device {
         }
     }
 }
+
+/// What a device answers to a retried offer of the release it already runs.
+const ALREADY_INSTALLED: &str = "this release is already installed";
 
 /// Runs one device until `stop` turns true: connects, reports, and plays what `control` says.
 pub(crate) async fn run_device(

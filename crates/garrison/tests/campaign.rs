@@ -2,10 +2,11 @@
 //! `garrison release`, published, and rolled out in two phases to simulated cameras over MQTT.
 //! Each device pins the trust root, verifies the manifest, downloads the artifact over HTTPS
 //! with its own certificate, reports every stage on `update/status`, and reports its new
-//! firmware. The same release offered again is refused by every device as a rollback, which
-//! aborts the second campaign. A camera past its end of support is marked unpatchable with
-//! quarantine as its compensating control, and campaigns leave it out. curl shows the download
-//! route refuses requests without a device certificate.
+//! firmware. The same release offered again is answered as already installed; an older one,
+//! validly signed, is refused by every device as a rollback, which aborts that campaign. A
+//! camera past its end of support is marked unpatchable with quarantine as its compensating
+//! control, and campaigns leave it out. curl shows the download route refuses requests without
+//! a device certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::{
@@ -279,35 +280,75 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
         ]
     );
 
-    // The same release again: validly signed, but not newer than what is installed. Every
-    // device refuses it, and the campaign aborts on its first phase.
-    let (status, again) = est.api(
-        "POST",
-        "/api/v1/updates/campaigns",
-        Some(json!({
-            "name": "replay",
-            "release": release_id,
-            "target": {"query": cameras},
-            "phases": [{"percent": 30}, {"percent": 100}],
-            "max_attempts": 1,
-        })),
+    let rollout = |name: &str, release: &str| -> (String, Value) {
+        let (status, c) = est.api(
+            "POST",
+            "/api/v1/updates/campaigns",
+            Some(json!({
+                "name": name,
+                "release": release,
+                "target": {"query": cameras},
+                "phases": [{"percent": 30}, {"percent": 100}],
+                "max_attempts": 1,
+            })),
+        );
+        assert_eq!(status, 201, "{c}");
+        let id = c["id"].as_str().unwrap().to_owned();
+        let done = wait_campaign(&est, &id, h);
+        (id, done)
+    };
+    // The same release again (a retry whose `succeeded` was lost, say): every device answers
+    // that it already runs it.
+    let (_, again) = rollout("again", &release_id);
+    assert_eq!(again["state"], "completed", "{again}");
+    assert_eq!(again["stages"]["succeeded"], 6, "{again}");
+
+    // An older release, validly signed: every device refuses it as a rollback, and the
+    // campaign aborts on its first phase.
+    std::fs::write(h.join("dist/cam-old.swu"), b"old image").unwrap();
+    ok(
+        h,
+        &[
+            "release",
+            "sign",
+            "--key",
+            "release.key",
+            "--vendor",
+            "Acme Vision",
+            "--model",
+            "AV-CAM-220",
+            "--sequence",
+            "1",
+            "--version",
+            "9.8.0",
+            "dist/cam-old.swu",
+            "--out",
+            "cam-old.cose",
+        ],
     );
-    assert_eq!(status, 201, "{again}");
-    let replay = wait_campaign(&est, again["id"].as_str().unwrap(), h);
+    cli(&["release", "publish", "cam-old.cose", "--artifacts", "dist"]);
+    let (_, list) = est.api("GET", "/api/v1/updates/releases", None);
+    let old = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["sequence"] == 1)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (replay_id, replay) = rollout("rollback", &old);
     assert_eq!(replay["state"], "aborted", "{replay}");
     let (_, failed) = est.api(
         "GET",
-        &format!(
-            "/api/v1/updates/campaigns/{}/devices?stage=failed",
-            again["id"].as_str().unwrap()
-        ),
+        &format!("/api/v1/updates/campaigns/{replay_id}/devices?stage=failed"),
         None,
     );
     let reason = failed["items"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("sequence"), "{reason}");
     // No device was notified beyond the first phase.
     assert!(
-        replay["stages"]["cancelled"].as_u64().unwrap() >= 4,
+        replay["stages"]["cancelled"].as_u64().unwrap() >= 3,
         "{replay}"
     );
 
@@ -517,6 +558,8 @@ fn the_agent_installs_checks_health_and_rolls_back() {
         previous = out;
     }
     let second_release = publish("release-3.key", "3", "3.0.0");
+    // The agent kept the root it pinned (version 1), so a restart cannot re-pin the server's.
+    assert!(h.join("agent-state/update-root.cose").exists());
 
     // 3.0.0: installed, but the service does not come up: rolled back, campaign aborted.
     std::fs::remove_file(h.join("healthy")).unwrap();

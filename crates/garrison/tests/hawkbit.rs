@@ -324,6 +324,16 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
     assert_eq!(poll(&target, "swu-1").0, "401");
     let replaced = again["token"].as_str().unwrap().to_owned();
     assert_eq!(poll(&replaced, "swu-1").0, "200");
+    // A revoked device's token opens nothing either.
+    let (_, device) = est.api("GET", "/api/v1/devices/swu-1", None);
+    let serial = device["current_serial"].as_str().unwrap().to_owned();
+    let (status, revoked) = est.api(
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some(json!({"reason": "key-compromise"})),
+    );
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(poll(&replaced, "swu-1").0, "401");
     let (status, _) = est.api("DELETE", "/api/v1/devices/swu-1/ddi-token", None);
     assert_eq!(status, 204);
     assert_eq!(poll(&replaced, "swu-1").0, "401");

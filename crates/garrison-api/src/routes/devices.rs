@@ -520,13 +520,6 @@ pub(crate) async fn mark_unpatchable(
     {
         return Err(ApiError::not_found(format!("device {id} not found")));
     }
-    if body.control == "quarantine" {
-        state
-            .identity()
-            .set_quarantined(&caller.tenant, &id, true, &caller.requester())
-            .await
-            .map_err(identity_error)?;
-    }
     let entry = garrison_store::campaigns::UnpatchableDevice {
         tenant: caller.tenant.clone(),
         device: id.clone(),
@@ -537,7 +530,15 @@ pub(crate) async fn mark_unpatchable(
         marked_by: caller.name().to_owned(),
     };
     let audit = caller.audit("device.unpatchable.mark", &format!("device:{id}"));
+    // The mark first: a quarantine is then never left without the record of why.
     state.store().unpatchable_put(&entry, audit).await?;
+    if entry.control == "quarantine" {
+        state
+            .identity()
+            .set_quarantined(&caller.tenant, &id, true, &caller.requester())
+            .await
+            .map_err(identity_error)?;
+    }
     Ok(Json(unpatchable_view(&state, entry)))
 }
 
