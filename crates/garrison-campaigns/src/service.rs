@@ -135,6 +135,8 @@ pub(crate) struct Engine {
     pub(crate) cancels: HashMap<DeviceId, i64>,
     /// DDI clients that sent their attributes since the server started.
     pub(crate) configured: HashSet<DeviceId>,
+    /// Reports whose changes could not be stored, tried again on the next tick.
+    retry: Vec<UpdateReport>,
 }
 
 /// A notice to send once the change behind it is stored.
@@ -144,6 +146,9 @@ struct Outgoing {
 }
 
 const ACTIVE: [&str; 2] = ["running", "waiting-approval"];
+
+/// Device reports held for another try while the store refuses writes.
+const MAX_RETRIED_REPORTS: usize = 100_000;
 
 fn system() -> AuditActor {
     AuditActor::system("campaigns")
@@ -772,6 +777,50 @@ impl CampaignService {
             .collect()
     }
 
+    /// Takes `device` out of every running campaign (it was marked unpatchable): unfinished,
+    /// it is cancelled with `reason`, and told to stop if it is working on a notice.
+    pub async fn withdraw(&self, device: &DeviceId, reason: &str) -> Result<(), CampaignError> {
+        let now = now_ms();
+        let mut outgoing = Vec::new();
+        {
+            let mut engine = self.inner.engine.lock().await;
+            let ids: Vec<String> = engine.live.keys().cloned().collect();
+            for id in ids {
+                let Some(live) = engine.live.get_mut(&id) else {
+                    continue;
+                };
+                let Some(p) = live.devices.get(device).filter(|p| !p.stage.is_final()) else {
+                    continue;
+                };
+                let in_flight = p.stage.in_flight();
+                let change = Change {
+                    device: device.clone(),
+                    progress: Progress {
+                        stage: Stage::Cancelled,
+                        next_attempt_at: None,
+                        updated_at: now,
+                        reason: Some(reason.to_owned()),
+                        ..p.clone()
+                    },
+                    reported: None,
+                };
+                self.record(&id, std::slice::from_ref(&change)).await?;
+                live.commit(vec![change]);
+                if in_flight {
+                    outgoing.push(Outgoing {
+                        device: device.clone(),
+                        payload: self.notice(live, 0, UpdateAction::Cancel),
+                    });
+                    let number = live.record.number;
+                    engine.cancels.insert(device.clone(), number);
+                }
+                outgoing.extend(self.judge(&mut engine, &id).await);
+            }
+        }
+        self.send(outgoing).await;
+        Ok(())
+    }
+
     /// Whether `device` is working on a campaign whose release has the artifact `sha256`:
     /// the only artifacts a device may download.
     pub async fn may_fetch(&self, device: &DeviceId, sha256: &str) -> bool {
@@ -784,7 +833,12 @@ impl CampaignService {
     pub async fn handle_reports(&self, reports: Vec<UpdateReport>) {
         let mut engine = self.inner.engine.lock().await;
         let mut by_campaign: HashMap<String, Vec<Change>> = HashMap::new();
+        let mut received: HashMap<String, Vec<UpdateReport>> = HashMap::new();
         for report in reports {
+            received
+                .entry(report.status.campaign.clone())
+                .or_default()
+                .push(report.clone());
             let campaign = report.status.campaign.as_str();
             let Some(live) = engine.live.get(campaign) else {
                 metrics::counter!("garrison_campaign_reports_total", "outcome" => "unknown_campaign")
@@ -822,7 +876,19 @@ impl CampaignService {
         let mut outgoing = Vec::new();
         for (campaign, changes) in by_campaign {
             if let Err(e) = self.record(&campaign, &changes).await {
-                tracing::error!(campaign = %campaign, error = %e, "Cannot store device progress; the reports stay in the device events");
+                // Nothing was applied: the reports are tried again on the next tick.
+                let again = received.remove(&campaign).unwrap_or_default();
+                tracing::error!(campaign = %campaign, error = %e, reports = again.len(),
+                    "Cannot store device progress; trying again on the next tick");
+                engine.retry.extend(again);
+                if engine.retry.len() > MAX_RETRIED_REPORTS {
+                    let dropped = engine.retry.len() - MAX_RETRIED_REPORTS;
+                    engine.retry.drain(..dropped);
+                    tracing::error!(
+                        dropped,
+                        "Gave up on the oldest device reports (they are kept as device events); devices time out and are asked again"
+                    );
+                }
                 continue;
             }
             if let Some(live) = engine.live.get_mut(&campaign) {
@@ -836,6 +902,10 @@ impl CampaignService {
 
     /// Timeouts, retries, notices and phase decisions for every running campaign.
     pub async fn tick(&self, now: UnixMillis) {
+        let retry = std::mem::take(&mut self.inner.engine.lock().await.retry);
+        if !retry.is_empty() {
+            self.handle_reports(retry).await;
+        }
         let broker = self.inner.broker.get().cloned();
         let mut engine = self.inner.engine.lock().await;
         let ids: Vec<String> = engine.live.keys().cloned().collect();

@@ -441,3 +441,53 @@ async fn the_sbom_gate_refuses_a_release_with_a_denied_component() {
     assert_eq!(passed.state, CampaignState::Running);
     assert!(passed.spec.sbom_gate);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_marked_unpatchable_is_withdrawn_from_a_running_campaign() {
+    let f = fleet(100).await;
+    let run = start(&f, |_| false);
+    let created = run
+        .service
+        .create(
+            new_campaign(
+                &f,
+                Target::Group("cams".into()),
+                spec(&[(10, Approval::Automatic), (100, Approval::Manual)]),
+            ),
+            &ann(),
+        )
+        .await
+        .unwrap();
+    let id = created.record.id.clone();
+    wait_for(&run.service, &id, |s| s == CampaignState::WaitingApproval).await;
+    let waiting = run
+        .service
+        .devices(
+            &id,
+            Some(garrison_update::campaign::Stage::Pending),
+            &garrison_store::PageRequest::first(1),
+        )
+        .await
+        .unwrap();
+    let device = waiting.items[0].device.clone();
+    run.service
+        .withdraw(&device, "marked unpatchable: end-of-support")
+        .await
+        .unwrap();
+    run.service.approve(&id, &ann()).await.unwrap();
+    let done = wait_for(&run.service, &id, |s| s.is_finished()).await;
+    assert_eq!(done.state, CampaignState::Completed);
+    assert_eq!(done.stages.get("cancelled"), Some(&1));
+    assert!(!run.notified.lock().unwrap().contains_key(&device));
+    let history = run.service.history(&id, &device).await.unwrap();
+    assert_eq!(history.last().unwrap().stage, "cancelled");
+    assert!(
+        history
+            .last()
+            .unwrap()
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("unpatchable")
+    );
+}

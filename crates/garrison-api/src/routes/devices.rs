@@ -539,6 +539,12 @@ pub(crate) async fn mark_unpatchable(
             .await
             .map_err(identity_error)?;
     }
+    // Out of the campaigns running now, too, not only the ones to come.
+    state
+        .campaigns()?
+        .withdraw(&id, &format!("marked unpatchable: {}", entry.reason))
+        .await
+        .map_err(super::campaign_error)?;
     Ok(Json(unpatchable_view(&state, entry)))
 }
 
