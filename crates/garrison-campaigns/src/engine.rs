@@ -23,6 +23,21 @@ pub(crate) struct Change {
 }
 
 impl Change {
+    /// `device`, at `p`, cancelled for `reason`.
+    pub(crate) fn cancelled(device: &DeviceId, p: &Progress, now: i64, reason: &str) -> Change {
+        Change {
+            device: device.clone(),
+            progress: Progress {
+                stage: Stage::Cancelled,
+                next_attempt_at: None,
+                updated_at: now,
+                reason: Some(reason.to_owned()),
+                ..p.clone()
+            },
+            reported: None,
+        }
+    }
+
     pub(crate) fn stored(&self, campaign: &str) -> CampaignDeviceChange {
         CampaignDeviceChange {
             campaign: campaign.to_owned(),
@@ -154,17 +169,7 @@ impl Live {
             if p.stage.in_flight() {
                 in_flight.push(device.clone());
             }
-            changes.push(Change {
-                device: device.clone(),
-                progress: Progress {
-                    stage: Stage::Cancelled,
-                    next_attempt_at: None,
-                    updated_at: now,
-                    reason: Some(reason.to_owned()),
-                    ..p.clone()
-                },
-                reported: None,
-            });
+            changes.push(Change::cancelled(device, p, now, reason));
         }
         (changes, in_flight)
     }

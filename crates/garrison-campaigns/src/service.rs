@@ -793,17 +793,7 @@ impl CampaignService {
                     continue;
                 };
                 let in_flight = p.stage.in_flight();
-                let change = Change {
-                    device: device.clone(),
-                    progress: Progress {
-                        stage: Stage::Cancelled,
-                        next_attempt_at: None,
-                        updated_at: now,
-                        reason: Some(reason.to_owned()),
-                        ..p.clone()
-                    },
-                    reported: None,
-                };
+                let change = Change::cancelled(device, p, now, reason);
                 self.record(&id, std::slice::from_ref(&change)).await?;
                 live.commit(vec![change]);
                 if in_flight {

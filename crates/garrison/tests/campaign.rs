@@ -63,25 +63,15 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     let image: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::create_dir(h.join("dist")).unwrap();
     std::fs::write(h.join("dist/cam.swu"), &image).unwrap();
-    ok(
+    sign_release(
         h,
-        &[
-            "release",
-            "sign",
-            "--key",
-            "release.key",
-            "--vendor",
-            "Acme Vision",
-            "--model",
-            "AV-CAM-220",
-            "--sequence",
-            "2",
-            "--version",
-            "9.9.0",
-            "dist/cam.swu",
-            "--out",
-            "cam.cose",
-        ],
+        "release.key",
+        "Acme Vision",
+        "AV-CAM-220",
+        "2",
+        "9.9.0",
+        "dist/cam.swu",
+        "cam.cose",
     );
     let (status, body) = est.send_file(
         "PUT",
@@ -306,25 +296,15 @@ fn a_campaign_updates_simulated_cameras_over_mqtt_and_a_rollback_is_refused() {
     // An older release, validly signed: every device refuses it as a rollback, and the
     // campaign aborts on its first phase.
     std::fs::write(h.join("dist/cam-old.swu"), b"old image").unwrap();
-    ok(
+    sign_release(
         h,
-        &[
-            "release",
-            "sign",
-            "--key",
-            "release.key",
-            "--vendor",
-            "Acme Vision",
-            "--model",
-            "AV-CAM-220",
-            "--sequence",
-            "1",
-            "--version",
-            "9.8.0",
-            "dist/cam-old.swu",
-            "--out",
-            "cam-old.cose",
-        ],
+        "release.key",
+        "Acme Vision",
+        "AV-CAM-220",
+        "1",
+        "9.8.0",
+        "dist/cam-old.swu",
+        "cam-old.cose",
     );
     cli(&["release", "publish", "cam-old.cose", "--artifacts", "dist"]);
     let (_, list) = est.api("GET", "/api/v1/updates/releases", None);
@@ -469,25 +449,15 @@ fn the_agent_installs_checks_health_and_rolls_back() {
     cli(&["release", "pin", "root.cose"]);
     let publish = |key: &str, sequence: &str, version: &str| -> String {
         let out = format!("gw-{sequence}.cose");
-        ok(
+        sign_release(
             h,
-            &[
-                "release",
-                "sign",
-                "--key",
-                key,
-                "--vendor",
-                "acme",
-                "--model",
-                &model,
-                "--sequence",
-                sequence,
-                "--version",
-                version,
-                "dist/gw.deb",
-                "--out",
-                &out,
-            ],
+            key,
+            "acme",
+            &model,
+            sequence,
+            version,
+            "dist/gw.deb",
+            &out,
         );
         cli(&["release", "publish", &out, "--artifacts", "dist"]);
         let (_, list) = est.api("GET", "/api/v1/updates/releases", None);

@@ -164,25 +164,15 @@ fn stock_swupdate_completes_a_campaign_over_the_hawkbit_ddi_api() {
     std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
     let image = swu_image(h, &installed);
     release_root(h);
-    ok(
+    sign_release(
         h,
-        &[
-            "release",
-            "sign",
-            "--key",
-            "release.key",
-            "--vendor",
-            "Acme",
-            "--model",
-            "SWU-BOARD",
-            "--sequence",
-            "2",
-            "--version",
-            "9.9.0",
-            "ci.swu",
-            "--out",
-            "swu.cose",
-        ],
+        "release.key",
+        "Acme",
+        "SWU-BOARD",
+        "2",
+        "9.9.0",
+        "ci.swu",
+        "swu.cose",
     );
     let publish = |args: &[&str]| remote(h, &est, args);
     publish(&["release", "pin", "root.cose"]);

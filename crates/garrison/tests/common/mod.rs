@@ -455,3 +455,38 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Offline, in `home`: signs `file` as release `version` (sequence `sequence`) of `vendor`'s
+/// `model` with `key`, writing the manifest to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_release(
+    home: &Path,
+    key: &str,
+    vendor: &str,
+    model: &str,
+    sequence: &str,
+    version: &str,
+    file: &str,
+    out: &str,
+) {
+    ok(
+        home,
+        &[
+            "release",
+            "sign",
+            "--key",
+            key,
+            "--vendor",
+            vendor,
+            "--model",
+            model,
+            "--sequence",
+            sequence,
+            "--version",
+            version,
+            file,
+            "--out",
+            out,
+        ],
+    );
+}
