@@ -19,7 +19,7 @@ use garrison_update::{DeviceState, Manifest, TrustRoot};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use crate::{session::Session, update};
+use crate::{session::Publisher, update};
 
 /// How this device installs updates.
 #[derive(Debug, Clone)]
@@ -75,16 +75,17 @@ impl InstalledState {
 }
 
 /// Publishes a device's `update/status` reports for one notice.
-pub struct Reporter<'a> {
+#[derive(Clone)]
+pub struct Reporter {
     /// The session to publish on.
-    pub session: &'a Session,
+    pub publisher: Publisher,
     /// The device id, echoed in each report.
     pub device: String,
     /// The notice being answered.
-    pub notice: &'a UpdateNotice,
+    pub notice: UpdateNotice,
 }
 
-impl Reporter<'_> {
+impl Reporter {
     /// Reports `state` (with `reason` for failures and deferrals).
     pub async fn report(&self, state: UpdateState, reason: Option<String>) {
         let status = UpdateStatus {
@@ -96,7 +97,7 @@ impl Reporter<'_> {
             reason,
         };
         if let Err(e) = self
-            .session
+            .publisher
             .publish(Channel::UpdateStatus, encode(&status))
             .await
         {
@@ -172,7 +173,7 @@ pub async fn apply(
     config: &InstallerConfig,
     state_dir: &Path,
     client: &reqwest::Client,
-    reporter: &Reporter<'_>,
+    reporter: &Reporter,
     now: i64,
 ) -> Option<Manifest> {
     if notice.action == UpdateAction::Cancel {

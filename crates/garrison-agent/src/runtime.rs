@@ -161,24 +161,44 @@ struct Agent {
     /// The pinned trust root (or why the kept one cannot be read: updates are then refused,
     /// never re-pinned from the server).
     root: Result<Option<garrison_update::TrustRoot>, String>,
+    /// The install in progress, if any.
+    installing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
     /// Answers an update notice: refused without an installer, else verified, downloaded,
-    /// installed and checked by [`install::apply`]. Returns whether a release was installed.
-    async fn update(&mut self, session: &Session, cert: &str, key: &str, payload: &[u8]) -> bool {
+    /// installed and checked by [`install::apply`] in a task of its own, so the session keeps
+    /// being served during a long install; `done` hears whether a release was installed.
+    async fn update(
+        &mut self,
+        session: &Session,
+        cert: &str,
+        key: &str,
+        payload: &[u8],
+        done: &mpsc::Sender<bool>,
+    ) {
         let Ok(notice) = serde_json::from_slice::<UpdateNotice>(payload) else {
             tracing::warn!("Ignored an update notice that does not parse");
-            return false;
+            return;
         };
         if notice.action == UpdateAction::Cancel {
             tracing::info!(campaign = %notice.campaign, "The server withdrew an update offer");
-            return false;
+            return;
+        }
+        if let Some(current) = &self.installing
+            && current.is_finished()
+        {
+            self.installing = None;
+        }
+        if self.installing.is_some() {
+            // The notice comes again (the server re-sends at start; retries follow timeouts).
+            tracing::info!(campaign = %notice.campaign, "An update is being installed; this offer waits for the server to ask again");
+            return;
         }
         let reporter = Reporter {
-            session,
+            publisher: session.publisher(),
             device: self.config.device.to_string(),
-            notice: &notice,
+            notice: notice.clone(),
         };
         let Some(options) = self.config.installer.clone() else {
             reporter
@@ -187,7 +207,7 @@ impl Agent {
                     Some("this agent has no installer configured (--update-installer)".into()),
                 )
                 .await;
-            return false;
+            return;
         };
         let hardware = self
             .last
@@ -204,7 +224,7 @@ impl Agent {
                     Some("the device's vendor or model is unknown; set --update-vendor and --update-class".into()),
                 )
                 .await;
-            return false;
+            return;
         };
         let client = match self.est.http(Some((cert, key))) {
             Ok(c) => c,
@@ -212,7 +232,7 @@ impl Agent {
                 reporter
                     .report(UpdateState::Failed, Some(e.to_string()))
                     .await;
-                return false;
+                return;
             }
         };
         let pinned = match &self.root {
@@ -221,7 +241,7 @@ impl Agent {
                 reporter
                     .report(UpdateState::Failed, Some(reason.clone()))
                     .await;
-                return false;
+                return;
             }
         };
         let root = match crate::update::current_root(&client, &self.config.server, pinned.as_ref())
@@ -235,14 +255,14 @@ impl Agent {
                             Some(format!("cannot keep the trust root: {e}")),
                         )
                         .await;
-                    return false;
+                    return;
                 }
                 root
             }
             Ok((root, None)) => root,
             Err(reason) => {
                 reporter.report(UpdateState::Failed, Some(reason)).await;
-                return false;
+                return;
             }
         };
         self.root = Ok(Some(root.clone()));
@@ -254,17 +274,22 @@ impl Agent {
             vendor,
             class,
         };
-        install::apply(
-            &notice,
-            &root,
-            &config,
-            &self.config.state_dir,
-            &client,
-            &reporter,
-            now_ms(),
-        )
-        .await
-        .is_some()
+        let state_dir = self.config.state_dir.clone();
+        let done = done.clone();
+        self.installing = Some(tokio::spawn(async move {
+            let installed = install::apply(
+                &notice,
+                &root,
+                &config,
+                &state_dir,
+                &client,
+                &reporter,
+                now_ms(),
+            )
+            .await
+            .is_some();
+            let _ = done.send(installed).await;
+        }));
     }
 
     fn birth(&self) -> Vec<u8> {
@@ -437,7 +462,9 @@ pub async fn run(
         last: None,
         last_sent_at: 0,
         root: Ok(None),
+        installing: None,
     };
+    let (installed_tx, mut installed_rx) = mpsc::channel::<bool>(1);
     agent.root = install::pinned_root(&agent.config.state_dir);
     let (mut cert, mut key) = agent.identity().await?;
     let (inbound_tx, mut inbound) = mpsc::channel(16);
@@ -513,12 +540,14 @@ pub async fn run(
                     _ => answer(&session, &device, &command, CommandStatus::Unsupported, None).await,
                 },
                 Inbound::BadCommand(detail) => tracing::warn!(detail, "Ignored a malformed command"),
-                Inbound::Update(payload) => {
-                    if agent.update(&session, &cert, &key, &payload).await {
-                        let (inventory, _) = agent.rescan(true);
-                        if let Some(inv) = inventory {
-                            let _ = session.publish(Channel::Inventory, encode_compressed(&inv, 64 * 1024)).await;
-                        }
+                Inbound::Update(payload) => agent.update(&session, &cert, &key, &payload, &installed_tx).await,
+            },
+            Some(installed) = installed_rx.recv() => {
+                agent.installing = None;
+                if installed {
+                    let (inventory, _) = agent.rescan(true);
+                    if let Some(inv) = inventory {
+                        let _ = session.publish(Channel::Inventory, encode_compressed(&inv, 64 * 1024)).await;
                     }
                 }
             },

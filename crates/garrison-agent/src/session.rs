@@ -102,6 +102,28 @@ impl Drop for Session {
     }
 }
 
+/// Publishes on a session's device channels from any task.
+#[derive(Clone)]
+pub struct Publisher {
+    device: DeviceId,
+    client: AsyncClient,
+}
+
+impl Publisher {
+    /// Publishes `payload` on `channel` at QoS 1 (queued while disconnected).
+    pub async fn publish(&self, channel: Channel, payload: Vec<u8>) -> Result<(), SessionError> {
+        self.client
+            .publish(
+                device_topic(&self.device, channel.as_str()),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .map_err(|_| SessionError::Closed)
+    }
+}
+
 /// What the session hands its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -218,15 +240,15 @@ impl Session {
 
     /// Publishes `payload` on `channel` at QoS 1 (queued while disconnected).
     pub async fn publish(&self, channel: Channel, payload: Vec<u8>) -> Result<(), SessionError> {
-        self.client
-            .publish(
-                device_topic(&self.device, channel.as_str()),
-                QoS::AtLeastOnce,
-                false,
-                payload,
-            )
-            .await
-            .map_err(|_| SessionError::Closed)
+        self.publisher().publish(channel, payload).await
+    }
+
+    /// A handle that publishes on this session from another task (while the session lives).
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            device: self.device.clone(),
+            client: self.client.clone(),
+        }
     }
 
     /// Publishes to any topic (for the simulator's misbehaving devices).

@@ -426,9 +426,9 @@ impl Device {
             return;
         }
         let reporter = Reporter {
-            session,
+            publisher: session.publisher(),
             device: self.plan.id.to_string(),
-            notice: &notice,
+            notice: notice.clone(),
         };
         let fetched = match self.fetch_update(&notice, &reporter).await {
             Ok(f) => f,
@@ -477,7 +477,7 @@ impl Device {
     async fn fetch_update(
         &mut self,
         notice: &UpdateNotice,
-        reporter: &Reporter<'_>,
+        reporter: &Reporter,
     ) -> Result<garrison_update::Manifest, String> {
         let client = self
             .endpoint
