@@ -438,14 +438,16 @@ fn expired_certificates_are_refused() {
     let est = est_for(&server, h, &ca);
     let mqtt = Mqtt::new(&server, &ca, h);
     let token = bootstrap_token(&est);
-    let issued = Instant::now();
     enroll(&est, &token, "old-1");
+    // Issued before `enroll` returned: its validity ends before `issued` + 6 s.
+    let issued = Instant::now();
     assert_eq!(
         mqtt.publish("old-1", "old-1", "garrison/v1/d/old-1/telemetry", &[])
             .0,
         0
     );
-    std::thread::sleep((issued + Duration::from_secs(7)).saturating_duration_since(Instant::now()));
+    // X.509 times have whole seconds: wait past the end of the second the validity ends in.
+    std::thread::sleep((issued + Duration::from_secs(8)).saturating_duration_since(Instant::now()));
     let (rc, err) = mqtt.publish("old-1", "old-1", "garrison/v1/d/old-1/telemetry", &[]);
     assert_ne!(rc, 0, "an expired certificate connected: {err}");
 }
