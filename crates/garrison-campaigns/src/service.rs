@@ -822,55 +822,60 @@ impl CampaignService {
     /// Applies a batch of `update/status` reports.
     pub async fn handle_reports(&self, reports: Vec<UpdateReport>) {
         let mut engine = self.inner.engine.lock().await;
-        let mut by_campaign: HashMap<String, Vec<Change>> = HashMap::new();
-        let mut received: HashMap<String, Vec<UpdateReport>> = HashMap::new();
+        // Per campaign, the reports are kept with their changes: should the store refuse
+        // the changes, the same reports are tried again on the next tick.
+        let mut by_campaign: HashMap<String, Vec<UpdateReport>> = HashMap::new();
         for report in reports {
-            received
+            by_campaign
                 .entry(report.status.campaign.clone())
                 .or_default()
-                .push(report.clone());
-            let campaign = report.status.campaign.as_str();
-            let Some(live) = engine.live.get(campaign) else {
-                metrics::counter!("garrison_campaign_reports_total", "outcome" => "unknown_campaign")
-                    .increment(1);
-                tracing::debug!(device = %report.device, campaign, "Update status for a campaign that is not running");
-                continue;
-            };
-            let pending = by_campaign.entry(campaign.to_owned()).or_default();
-            // Reports in one batch build on each other: the device's latest change counts.
-            let current = pending
-                .iter()
-                .rev()
-                .find(|c| c.device == report.device)
-                .map(|c| &c.progress)
-                .or_else(|| live.devices.get(&report.device));
-            let outcome = match current {
-                Some(current) => {
-                    live.report(&report.device, current, &report.status, report.received_at)
-                }
-                None => Err("the device is not in this campaign"),
-            };
-            match outcome {
-                Ok(change) => {
-                    metrics::counter!("garrison_campaign_reports_total", "outcome" => "applied")
-                        .increment(1);
-                    pending.push(change);
-                }
-                Err(why) => {
-                    metrics::counter!("garrison_campaign_reports_total", "outcome" => "stale")
-                        .increment(1);
-                    tracing::debug!(device = %report.device, campaign, state = report.status.state.as_str(), why, "Update status changes nothing");
-                }
-            }
+                .push(report);
         }
         let mut outgoing = Vec::new();
-        for (campaign, changes) in by_campaign {
+        for (campaign, reports) in by_campaign {
+            let Some(live) = engine.live.get(&campaign) else {
+                metrics::counter!("garrison_campaign_reports_total", "outcome" => "unknown_campaign")
+                    .increment(reports.len() as u64);
+                tracing::debug!(
+                    campaign,
+                    reports = reports.len(),
+                    "Update status for a campaign that is not running"
+                );
+                continue;
+            };
+            let mut changes: Vec<Change> = Vec::new();
+            for report in &reports {
+                // Reports in one batch build on each other: the device's latest change counts.
+                let current = changes
+                    .iter()
+                    .rev()
+                    .find(|c| c.device == report.device)
+                    .map(|c| &c.progress)
+                    .or_else(|| live.devices.get(&report.device));
+                let outcome = match current {
+                    Some(current) => {
+                        live.report(&report.device, current, &report.status, report.received_at)
+                    }
+                    None => Err("the device is not in this campaign"),
+                };
+                match outcome {
+                    Ok(change) => {
+                        metrics::counter!("garrison_campaign_reports_total", "outcome" => "applied")
+                            .increment(1);
+                        changes.push(change);
+                    }
+                    Err(why) => {
+                        metrics::counter!("garrison_campaign_reports_total", "outcome" => "stale")
+                            .increment(1);
+                        tracing::debug!(device = %report.device, campaign, state = report.status.state.as_str(), why, "Update status changes nothing");
+                    }
+                }
+            }
             if let Err(e) = self.record(&campaign, &changes).await {
                 // Nothing was applied: the reports are tried again on the next tick.
-                let again = received.remove(&campaign).unwrap_or_default();
-                tracing::error!(campaign = %campaign, error = %e, reports = again.len(),
+                tracing::error!(campaign = %campaign, error = %e, reports = reports.len(),
                     "Cannot store device progress; trying again on the next tick");
-                engine.retry.extend(again);
+                engine.retry.extend(reports);
                 if engine.retry.len() > MAX_RETRIED_REPORTS {
                     let dropped = engine.retry.len() - MAX_RETRIED_REPORTS;
                     engine.retry.drain(..dropped);
@@ -899,8 +904,6 @@ impl CampaignService {
         let broker = self.inner.broker.get().cloned();
         let mut engine = self.inner.engine.lock().await;
         let ids: Vec<String> = engine.live.keys().cloned().collect();
-        let windows = engine.windows.clone();
-        let polled = engine.polled.clone();
         let mut outgoing = Vec::new();
         for id in ids {
             let Some(live) = engine.live.get_mut(&id) else {
@@ -917,7 +920,7 @@ impl CampaignService {
             live.commit(expired);
             // Judge before notifying: failures that came in (or timed out) may abort it.
             outgoing.extend(self.judge(&mut engine, &id).await);
-            let Some(live) = engine.live.get_mut(&id) else {
+            let Some(live) = engine.live.get(&id) else {
                 continue;
             };
             {
@@ -934,11 +937,11 @@ impl CampaignService {
                     if admitted.len() >= self.inner.settings.notices_per_tick {
                         break;
                     }
-                    if !in_window(&self.inner.index, &windows, &device, now) {
+                    if !in_window(&self.inner.index, &engine.windows, &device, now) {
                         continue;
                     }
                     let polled =
-                        polled_recently(&polled, &device, now, self.inner.settings.ddi_poll);
+                        polled_recently(&engine.polled, &device, now, self.inner.settings.ddi_poll);
                     let connected = match &broker {
                         Some(b) if !polled => b.is_connected(&device).await,
                         _ => polled,

@@ -433,22 +433,13 @@ macro_rules! impl_campaign_store {
                 group: &str,
                 audit: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let deleted = sqlx::query(
+                self.delete_keyed(
                     "DELETE FROM maintenance_windows WHERE tenant = $1 AND group_name = $2",
+                    tenant,
+                    group,
+                    audit.before(serde_json::json!({ "group": group })),
                 )
-                .bind(tenant.as_str())
-                .bind(group)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if deleted == 0 {
-                    return Ok(false);
-                }
-                Self::append_audit(&mut tx, audit.before(serde_json::json!({ "group": group })))
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
+                .await
             }
 
             async fn ddi_token_set(
@@ -501,19 +492,13 @@ macro_rules! impl_campaign_store {
                 device: &garrison_core::DeviceId,
                 audit: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let deleted = sqlx::query("DELETE FROM ddi_tokens WHERE tenant = $1 AND device_id = $2")
-                    .bind(tenant.as_str())
-                    .bind(device.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if deleted == 0 {
-                    return Ok(false);
-                }
-                Self::append_audit(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(true)
+                self.delete_keyed(
+                    "DELETE FROM ddi_tokens WHERE tenant = $1 AND device_id = $2",
+                    tenant,
+                    device.as_str(),
+                    audit,
+                )
+                .await
             }
 
             async fn unpatchable_put(
@@ -555,21 +540,13 @@ macro_rules! impl_campaign_store {
                 device: &garrison_core::DeviceId,
                 audit: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<bool> {
-                let mut tx = self.begin_write().await?;
-                let deleted = sqlx::query(
+                self.delete_keyed(
                     "DELETE FROM unpatchable_devices WHERE tenant = $1 AND device_id = $2",
+                    tenant,
+                    device.as_str(),
+                    audit,
                 )
-                .bind(tenant.as_str())
-                .bind(device.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if deleted == 0 {
-                    return Ok(false);
-                }
-                Self::append_audit(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(true)
+                .await
             }
 
             async fn unpatchable_list(
@@ -612,6 +589,32 @@ macro_rules! impl_campaign_store {
                 rows.into_iter()
                     .map($crate::sql_campaigns::window_from_row)
                     .collect()
+            }
+        }
+
+        impl $store {
+            /// Deletes the one row `sql` names by tenant and key, appending `audit` in the same
+            /// transaction; whether there was one (nothing is audited when there was not).
+            async fn delete_keyed(
+                &self,
+                sql: &'static str,
+                tenant: &garrison_core::TenantId,
+                key: &str,
+                audit: garrison_core::audit::AuditRecord,
+            ) -> $crate::StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query(sql)
+                    .bind(tenant.as_str())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };
