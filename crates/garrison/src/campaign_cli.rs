@@ -57,6 +57,7 @@ impl ActionArg {
 
 /// `garrison campaign create`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["group", "query"])))]
 pub struct CreateArgs {
     #[command(flatten)]
     remote: RemoteArgs,
@@ -67,7 +68,7 @@ pub struct CreateArgs {
     #[arg(long)]
     name: Option<String>,
     /// Target a group's members.
-    #[arg(long, conflicts_with = "query", required_unless_present = "query")]
+    #[arg(long)]
     group: Option<String>,
     /// Target the devices a query matches (`model = "cam-x" and tag:site = berlin`).
     #[arg(long)]
