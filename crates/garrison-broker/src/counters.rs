@@ -55,7 +55,11 @@ pub(crate) struct CounterMap(Mutex<HashMap<String, DeviceCounters>>);
 impl CounterMap {
     pub(crate) fn update(&self, device: &str, f: impl FnOnce(&mut DeviceCounters)) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(map.entry(device.to_owned()).or_default());
+        // Called for every message: look up before paying for an owned key.
+        match map.get_mut(device) {
+            Some(counters) => f(counters),
+            None => f(map.entry(device.to_owned()).or_default()),
+        }
     }
 
     pub(crate) fn all(&self) -> Vec<(String, DeviceCounters)> {

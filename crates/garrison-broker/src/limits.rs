@@ -66,11 +66,20 @@ impl Limiter {
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        let bucket = buckets.entry(device.to_owned()).or_insert(Bucket {
-            messages: f64::from(l.messages_per_second),
-            bytes: l.bytes_per_second as f64,
-            at: now,
-        });
+        // Called for every message: look up before paying for an owned key.
+        if !buckets.contains_key(device) {
+            buckets.insert(
+                device.to_owned(),
+                Bucket {
+                    messages: f64::from(l.messages_per_second),
+                    bytes: l.bytes_per_second as f64,
+                    at: now,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(device) else {
+            return Duration::ZERO;
+        };
         let elapsed = now.duration_since(bucket.at).as_secs_f64();
         bucket.at = now;
         let mut wait: f64 = 0.0;

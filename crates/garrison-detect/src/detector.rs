@@ -15,7 +15,7 @@ use rsigma_eval::{
 use rsigma_parser::Level;
 use serde::Serialize;
 
-use crate::{DetectError, RuleSet};
+use crate::{DetectError, RuleSet, prefilter::KeywordGate};
 
 /// Event fields tried, in order, for the event's time: OCSF's `time` (epoch milliseconds)
 /// first, then the names Sigma rule sets and log shippers commonly use.
@@ -29,6 +29,10 @@ pub struct DetectorOptions {
     /// detection rules but does not advance or join correlation windows (the live default
     /// dates such an event "now").
     pub replay: bool,
+    /// Evaluate every keyword rule on every event, without the literal pre-filter
+    /// ([`prefilter`](crate::prefilter)); the results are the same, only slower. For checking
+    /// the pre-filter.
+    pub unfiltered: bool,
 }
 
 /// One rule firing.
@@ -74,6 +78,8 @@ pub enum DetectionKind {
 /// Rules compiled into an engine, fed one event at a time.
 pub struct Detector {
     engine: CorrelationEngine,
+    /// Keyword rules evaluated only on events that contain one of their literals.
+    gate: Option<KeywordGate>,
     /// Ids of detection rules that only feed correlations (`generate: false`): not alerts.
     building_blocks: std::collections::HashSet<String>,
     detection_rules: usize,
@@ -93,8 +99,18 @@ impl Detector {
     /// Builds an engine from the rules of `set` that loaded. Correlations whose references are
     /// missing are marked rejected in the set's report first.
     pub fn new(set: &mut RuleSet, options: DetectorOptions) -> Result<Self, DetectError> {
-        let collection = set.resolved_collection();
+        let mut collection = set.resolved_collection();
         let building_blocks = building_blocks(&collection);
+        let gate = if options.unfiltered {
+            None
+        } else {
+            let referenced: std::collections::HashSet<&str> = collection
+                .correlations
+                .iter()
+                .flat_map(|c| c.rules.iter().map(String::as_str))
+                .collect();
+            KeywordGate::take(&mut collection.rules, &referenced)?
+        };
         let config = CorrelationConfig {
             timestamp_fields: TIMESTAMP_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
             timestamp_fallback: if options.replay {
@@ -118,7 +134,8 @@ impl Detector {
             .map_err(|e| DetectError::Build(e.to_string()))?;
         Ok(Self {
             building_blocks,
-            detection_rules: engine.detection_rule_count(),
+            detection_rules: engine.detection_rule_count() + gate.as_ref().map_or(0, |g| g.len()),
+            gate,
             correlation_rules: engine.correlation_rule_count(),
             engine,
         })
@@ -136,17 +153,38 @@ impl Detector {
 
     /// Evaluates one event, dated by its own timestamp field (see [`TIMESTAMP_FIELDS`]).
     pub fn process(&mut self, event: &serde_json::Value) -> Vec<Detection> {
-        let results = self.engine.process_event(&JsonEvent::borrow(event));
+        let json = JsonEvent::borrow(event);
+        let matches = self.matches(event, &json);
+        if matches.is_empty() {
+            return Vec::new();
+        }
+        let results = self.engine.correlate_detections(&json, matches);
         self.alerts(results)
     }
 
     /// Evaluates one event at a time given by the caller, in seconds since the Unix epoch
     /// (for events whose time is known from elsewhere, such as the intake's receive time).
     pub fn process_at(&mut self, event: &serde_json::Value, unix_secs: i64) -> Vec<Detection> {
+        let json = JsonEvent::borrow(event);
+        let matches = self.matches(event, &json);
+        if matches.is_empty() {
+            return Vec::new();
+        }
         let results = self
             .engine
-            .process_event_at(&JsonEvent::borrow(event), unix_secs);
+            .process_with_detections(&json, matches, unix_secs);
         self.alerts(results)
+    }
+
+    /// The detection rules that match `event`, from the engine and from behind the keyword
+    /// gate. Correlations only ever advance on such matches, so an event with none skips
+    /// them (and the search for its timestamp) entirely.
+    fn matches(&mut self, event: &serde_json::Value, json: &JsonEvent) -> Vec<EvaluationResult> {
+        let mut matches = self.engine.evaluate(json);
+        if let Some(gate) = &mut self.gate {
+            gate.evaluate(event, &mut matches);
+        }
+        matches
     }
 
     fn alerts(&self, results: Vec<EvaluationResult>) -> Vec<Detection> {
@@ -209,13 +247,21 @@ impl From<EvaluationResult> for Detection {
     fn from(result: EvaluationResult) -> Self {
         let header = result.header;
         let kind = match result.body {
-            ResultBody::Detection(body) => DetectionKind::Match {
-                selections: body.matched_selections,
-                fields: body
-                    .matched_fields
-                    .into_iter()
-                    .map(|m| (m.field, m.value))
-                    .collect(),
+            ResultBody::Detection(mut body) => DetectionKind::Match {
+                // rsigma reports both in hash order, which differs between engines and runs.
+                selections: {
+                    body.matched_selections.sort();
+                    body.matched_selections
+                },
+                fields: {
+                    let mut fields: Vec<(String, serde_json::Value)> = body
+                        .matched_fields
+                        .into_iter()
+                        .map(|m| (m.field, m.value))
+                        .collect();
+                    fields.sort_by_cached_key(|(field, value)| (field.clone(), value.to_string()));
+                    fields
+                },
             },
             ResultBody::Correlation(body) => DetectionKind::Correlation {
                 correlation_type: body.correlation_type.as_str().to_owned(),

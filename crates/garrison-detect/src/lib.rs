@@ -8,7 +8,8 @@
 //! - [`rules`]: loading files and directories one document at a time, so one bad rule is
 //!   reported with its file and reason instead of failing the whole set;
 //! - [`detector`]: the running engine, with rule levels mapped onto Garrison's
-//!   [`Severity`](garrison_core::Severity) scale;
+//!   [`Severity`](garrison_core::Severity) scale, and a literal pre-filter (`prefilter`) for
+//!   the keyword rules rsigma cannot index;
 //! - [`lint`]: spec and best-practice checks plus what only a whole rule set shows (rules that
 //!   do not compile, duplicate ids, correlations that reference nothing);
 //! - [`testing`]: replaying JSON-lines events against rules with an expectation, and the
@@ -20,6 +21,7 @@ pub mod builtin;
 pub mod detector;
 mod error;
 pub mod lint;
+mod prefilter;
 pub mod rules;
 pub mod testing;
 

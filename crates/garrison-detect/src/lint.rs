@@ -106,7 +106,13 @@ pub fn lint_paths<P: AsRef<Path>>(paths: &[P]) -> Result<LintReport, DetectError
     }
     // Building the engine resolves correlation references (marking the unresolved rejected)
     // and finds what only the combined set shows, such as reference cycles.
-    if let Err(e) = Detector::new(&mut set, DetectorOptions { replay: true }) {
+    if let Err(e) = Detector::new(
+        &mut set,
+        DetectorOptions {
+            replay: true,
+            ..DetectorOptions::default()
+        },
+    ) {
         issues.push(issue(
             "(rule set)",
             None,

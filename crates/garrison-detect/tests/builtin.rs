@@ -117,7 +117,14 @@ fn every_file_is_embedded_and_every_rule_loads() {
     }
 
     let mut set = iot_rule_set();
-    let detector = Detector::new(&mut set, DetectorOptions { replay: true }).unwrap();
+    let detector = Detector::new(
+        &mut set,
+        DetectorOptions {
+            replay: true,
+            ..DetectorOptions::default()
+        },
+    )
+    .unwrap();
     let rejected: Vec<String> = set
         .report()
         .iter()
@@ -297,7 +304,14 @@ fn every_rule_carries_the_metadata_the_pack_requires() {
 #[test]
 fn match_exemplars_fire_through_a_pruning_detector() {
     let mut set = iot_rule_set();
-    let mut detector = Detector::new(&mut set, DetectorOptions { replay: true }).unwrap();
+    let mut detector = Detector::new(
+        &mut set,
+        DetectorOptions {
+            replay: true,
+            ..DetectorOptions::default()
+        },
+    )
+    .unwrap();
     for (source, collection) in parsed() {
         for rule in &collection.rules {
             let id = rule.id.as_deref().unwrap();
@@ -560,7 +574,14 @@ impl Pack {
     fn new() -> Self {
         let mut set = iot_rule_set();
         Self {
-            detector: Detector::new(&mut set, DetectorOptions { replay: true }).unwrap(),
+            detector: Detector::new(
+                &mut set,
+                DetectorOptions {
+                    replay: true,
+                    ..DetectorOptions::default()
+                },
+            )
+            .unwrap(),
             names: ids_by_name(),
             titles: ids_by_title(),
         }

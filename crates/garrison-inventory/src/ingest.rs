@@ -9,7 +9,7 @@
 //! changes nothing.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     sync::Arc,
     time::Duration,
@@ -23,7 +23,9 @@ use garrison_contract::{
 use garrison_core::{DeviceId, TenantId, UnixMillis};
 use garrison_store::{
     Store, StoreError,
-    inventory::{InventoryWrite, NewDeviceEvent, PresenceUpdate, Sighting, SightingKind},
+    inventory::{
+        DestinationSeen, InventoryWrite, NewDeviceEvent, PresenceUpdate, Sighting, SightingKind,
+    },
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -255,6 +257,9 @@ const MAX_BATCH_INVENTORY_BYTES: usize = 32 * 1024 * 1024;
 const MAX_SIGHTINGS_PER_FLUSH: usize = 1000;
 /// Destinations of one telemetry report checked for unmanaged peers.
 const MAX_PEERS_PER_REPORT: usize = 32;
+/// Distinct telemetry destinations kept per device per flush interval (for retro-hunts);
+/// more are counted in `garrison_inventory_destinations_dropped_total`.
+const MAX_DESTINATIONS_PER_FLUSH: usize = 256;
 
 impl Ingestor {
     /// An intake writing to `store` and keeping `index` current; `changed` receives the ids of
@@ -529,7 +534,17 @@ impl Ingestor {
                         telemetry: telemetry.clone(),
                     });
                 }
-                self.seen(&device, received_at, |u| u.telemetry = Some(telemetry));
+                // Kept per address so an indicator imported later can be hunted in them.
+                let destinations = telemetry
+                    .destinations
+                    .iter()
+                    .filter(|d| d.parse::<IpAddr>().is_ok())
+                    .map(|d| (d.clone(), DestinationSeen::once(received_at)))
+                    .collect();
+                self.seen(&device, received_at, |u| {
+                    u.telemetry = Some(telemetry);
+                    u.destinations = destinations;
+                });
             }
             Report::Events(batch) => {
                 if self.observer.is_some() {
@@ -751,9 +766,11 @@ impl Ingestor {
             address: None,
             agent: None,
             telemetry: None,
+            destinations: BTreeMap::new(),
         };
         change(&mut update);
         self.index.apply_presence(&update);
+        let destinations = std::mem::take(&mut update.destinations);
         let pending = self
             .presence
             .entry(device.clone())
@@ -770,6 +787,15 @@ impl Ingestor {
         }
         if update.telemetry.is_some() {
             pending.telemetry = update.telemetry;
+        }
+        for (address, seen) in destinations {
+            if let Some(known) = pending.destinations.get_mut(&address) {
+                known.merge(seen);
+            } else if pending.destinations.len() < MAX_DESTINATIONS_PER_FLUSH {
+                pending.destinations.insert(address, seen);
+            } else {
+                metrics::counter!("garrison_inventory_destinations_dropped_total").increment(1);
+            }
         }
     }
 

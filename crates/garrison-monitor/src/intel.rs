@@ -122,7 +122,8 @@ impl Indicator {
         self.expires_at.is_none_or(|e| e > now)
     }
 
-    fn threat(&self, field: &'static str) -> Threat {
+    /// This indicator as the `threat` of an event, matched in `field`.
+    pub fn threat(&self, field: &'static str) -> Threat {
         Threat {
             indicator: self.value.clone(),
             source: self.source.clone(),

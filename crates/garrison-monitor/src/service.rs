@@ -70,7 +70,9 @@ pub const RETRO_HUNT_RULE: &str = "garrison.intel.retro_hunt";
 pub struct HuntOutcome {
     /// Stored events looked at.
     pub scanned: usize,
-    /// Events that matched an indicator.
+    /// Stored telemetry destinations (device and address) looked at.
+    pub destinations_scanned: usize,
+    /// Events and destinations that matched an indicator.
     pub matches: usize,
     /// Alerts opened (matches of one device and indicator join one alert).
     pub alerts_opened: usize,
@@ -82,6 +84,7 @@ impl Default for HuntOutcome {
     fn default() -> Self {
         HuntOutcome {
             scanned: 0,
+            destinations_scanned: 0,
             matches: 0,
             alerts_opened: 0,
             complete: true,
@@ -297,10 +300,11 @@ impl Monitor {
         outcome
     }
 
-    /// Looks for a newly imported source's indicators in the device events stored in the
-    /// last `lookback_ms`, newest first, and raises an alert per device and indicator found —
-    /// what the indicator would have caught had it been known. Audited as `intel.retro_hunt`
-    /// with what was scanned and found.
+    /// Looks for a newly imported source's indicators in what was stored in the last
+    /// `lookback_ms` — the device events, newest first, and the remote addresses devices
+    /// reported in telemetry — and raises an alert per device and indicator found: what the
+    /// indicator would have caught had it been known. Audited as `intel.retro_hunt` with what
+    /// was scanned and found.
     pub async fn retro_hunt(&mut self, hunt: Hunt, lookback_ms: u64) -> HuntOutcome {
         let started = std::time::Instant::now();
         let now = garrison_core::now_ms();
@@ -346,28 +350,63 @@ impl Monitor {
                     };
                     found.matches += 1;
                     let device = event.device_id().and_then(|d| DeviceId::new(d).ok());
-                    alerts.push(NewAlert {
-                        tenant: self.tenant.clone(),
-                        dedup_key: format!(
-                            "{RETRO_HUNT_RULE}|{}|{}",
-                            device.as_ref().map_or("", DeviceId::as_str),
-                            threat.indicator
-                        ),
-                        rule_id: RETRO_HUNT_RULE.to_owned(),
-                        title: "Stored event matches a newly imported threat indicator".to_owned(),
-                        severity: Severity::High,
+                    alerts.push(self.hunt_alert(
+                        &hunt,
+                        now,
                         device,
-                        techniques: vec!["T1071".to_owned()],
-                        tags: vec!["garrison.retro_hunt".to_owned()],
-                        at: event.time,
-                        evidence: serde_json::json!({
-                            "retro_hunt": {"source": hunt.source, "imported_at": now},
-                            "event": event.to_json(),
-                        }),
-                    });
+                        &threat.indicator,
+                        event.time,
+                        ("event", event.to_json()),
+                    ));
                 }
             }
             match events.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        // Telemetry is not kept per report; its destinations are, per device and address.
+        let mut page = garrison_store::PageRequest::first(500);
+        loop {
+            let destinations = match self
+                .store
+                .device_destinations_list(&self.tenant, None, since, &page)
+                .await
+            {
+                Ok(destinations) => destinations,
+                Err(e) => {
+                    tracing::error!(source = %hunt.source, error = %e, "The retro-hunt could not read telemetry destinations; it stopped early");
+                    found.complete = false;
+                    break;
+                }
+            };
+            for destination in destinations.items {
+                found.destinations_scanned += 1;
+                let Some(indicator) = hunt.intel.address(&destination.address, now) else {
+                    continue;
+                };
+                found.matches += 1;
+                let threat = indicator.threat("telemetry.destinations");
+                let seen = destination.seen;
+                alerts.push(self.hunt_alert(
+                    &hunt,
+                    now,
+                    Some(destination.device),
+                    &threat.indicator,
+                    seen.last_seen,
+                    (
+                        "destination",
+                        serde_json::json!({
+                            "address": destination.address,
+                            "first_seen": seen.first_seen,
+                            "last_seen": seen.last_seen,
+                            "reports": seen.reports,
+                            "threat": threat,
+                        }),
+                    ),
+                ));
+            }
+            match destinations.next {
                 Some(next) => page.after = Some(next),
                 None => break,
             }
@@ -382,7 +421,8 @@ impl Monitor {
             format!("intel:{}", hunt.source),
         )
         .after(serde_json::json!({
-            "events_scanned": found.scanned, "matches": found.matches,
+            "events_scanned": found.scanned,
+            "destinations_scanned": found.destinations_scanned, "matches": found.matches,
             "alerts_opened": found.alerts_opened, "complete": found.complete,
             "lookback_ms": lookback_ms,
         }));
@@ -392,11 +432,44 @@ impl Monitor {
         tracing::info!(
             source = %hunt.source,
             scanned = found.scanned,
+            destinations = found.destinations_scanned,
             matches = found.matches,
             seconds = started.elapsed().as_secs_f64(),
             "Retro-hunt done"
         );
         found
+    }
+
+    /// A retro-hunt alert: one per device and indicator (its dedup key), whatever stored
+    /// record (`evidence`, named) showed the match.
+    fn hunt_alert(
+        &self,
+        hunt: &Hunt,
+        now: UnixMillis,
+        device: Option<DeviceId>,
+        indicator: &str,
+        at: UnixMillis,
+        evidence: (&str, serde_json::Value),
+    ) -> NewAlert {
+        let mut body = serde_json::json!({
+            "retro_hunt": {"source": hunt.source, "imported_at": now},
+        });
+        body[evidence.0] = evidence.1;
+        NewAlert {
+            tenant: self.tenant.clone(),
+            dedup_key: format!(
+                "{RETRO_HUNT_RULE}|{}|{indicator}",
+                device.as_ref().map_or("", DeviceId::as_str),
+            ),
+            rule_id: RETRO_HUNT_RULE.to_owned(),
+            title: "Stored activity matches a newly imported threat indicator".to_owned(),
+            severity: Severity::High,
+            device,
+            techniques: vec!["T1071".to_owned()],
+            tags: vec!["garrison.retro_hunt".to_owned()],
+            at,
+            evidence: body,
+        }
     }
 
     /// Closes the baselines' open window at `now` and raises an alert for each anomaly.

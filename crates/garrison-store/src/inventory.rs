@@ -171,6 +171,48 @@ pub struct PresenceUpdate {
     pub agent: Option<(String, String)>,
     /// The latest telemetry.
     pub telemetry: Option<Telemetry>,
+    /// Remote addresses the device's telemetry reported since the last update, by address.
+    pub destinations: BTreeMap<String, DestinationSeen>,
+}
+
+/// When and how often a device reported one remote address in its telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestinationSeen {
+    /// First report that listed it.
+    pub first_seen: UnixMillis,
+    /// Last report that listed it.
+    pub last_seen: UnixMillis,
+    /// Reports that listed it.
+    pub reports: u64,
+}
+
+impl DestinationSeen {
+    /// One report at `at`.
+    pub fn once(at: UnixMillis) -> DestinationSeen {
+        DestinationSeen {
+            first_seen: at,
+            last_seen: at,
+            reports: 1,
+        }
+    }
+
+    /// Adds `other`'s reports to these.
+    pub fn merge(&mut self, other: DestinationSeen) {
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.reports = self.reports.saturating_add(other.reports);
+    }
+}
+
+/// A remote address a device reported in its telemetry, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceDestination {
+    /// The device.
+    pub device: DeviceId,
+    /// The remote address, as the device reported it.
+    pub address: String,
+    /// When and how often.
+    pub seen: DestinationSeen,
 }
 
 /// What is known of a device's presence.
@@ -548,6 +590,16 @@ pub trait InventoryStore: Send + Sync {
     /// Everything the fleet index needs, for every device of the tenant.
     async fn fleet_entries(&self, tenant: &TenantId) -> StoreResult<Vec<FleetEntry>>;
 
+    /// Remote addresses devices (or one device) reported in telemetry last seen at or after
+    /// `since`, ordered by device and address; the cursor is the last row's `device address`.
+    async fn device_destinations_list(
+        &self,
+        tenant: &TenantId,
+        device: Option<&DeviceId>,
+        since: UnixMillis,
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeviceDestination>>;
+
     /// Keeps raw device events.
     async fn device_events_append(&self, events: &[NewDeviceEvent]) -> StoreResult<()>;
 
@@ -661,7 +713,7 @@ pub trait InventoryStore: Send + Sync {
     async fn unmanaged_record_batch(&self, sightings: &[Sighting]) -> StoreResult<()>;
 
     /// Deletes fact history, drift and device events recorded before `before`, and unmanaged
-    /// sightings last seen before it; returns the rows deleted.
+    /// sightings and telemetry destinations last seen before it; returns the rows deleted.
     async fn inventory_prune(&self, tenant: &TenantId, before: UnixMillis) -> StoreResult<u64>;
 
     /// Unmanaged sightings, most recent first.

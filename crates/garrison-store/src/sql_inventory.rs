@@ -714,9 +714,77 @@ macro_rules! impl_inventory_store {
                     .bind(u.online.is_some())
                     .execute(&mut *tx)
                     .await?;
+                    for (address, seen) in &u.destinations {
+                        sqlx::query(
+                            "INSERT INTO device_destinations (tenant, device_id, address, \
+                             first_seen, last_seen, reports) VALUES ($1, $2, $3, $4, $5, $6) \
+                             ON CONFLICT (tenant, device_id, address) DO UPDATE SET \
+                             first_seen = CASE WHEN excluded.first_seen < device_destinations.first_seen \
+                               THEN excluded.first_seen ELSE device_destinations.first_seen END, \
+                             last_seen = CASE WHEN excluded.last_seen > device_destinations.last_seen \
+                               THEN excluded.last_seen ELSE device_destinations.last_seen END, \
+                             reports = device_destinations.reports + excluded.reports",
+                        )
+                        .bind(u.tenant.as_str())
+                        .bind(u.device.as_str())
+                        .bind(address)
+                        .bind(seen.first_seen)
+                        .bind(seen.last_seen)
+                        .bind(i64::try_from(seen.reports).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn device_destinations_list(
+                &self,
+                tenant: &garrison_core::TenantId,
+                device: Option<&garrison_core::DeviceId>,
+                since: garrison_core::UnixMillis,
+                page: &$crate::PageRequest,
+            ) -> $crate::StoreResult<$crate::Page<$crate::inventory::DeviceDestination>> {
+                // Keyset over the primary key: rows updated while a reader pages stay in place.
+                let (after_device, after_address) = match page.after.as_deref() {
+                    Some(cursor) => cursor.split_once(' ').ok_or_else(|| $crate::StoreError::NotFound {
+                        what: format!("destination cursor {cursor:?}"),
+                    })?,
+                    None => ("", ""),
+                };
+                let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT device_id, address, first_seen, last_seen, reports \
+                     FROM device_destinations WHERE tenant = $1 AND last_seen >= $2 \
+                     AND (device_id > $3 OR (device_id = $3 AND address > $4)) \
+                     AND ($6 IS NULL OR device_id = $6) \
+                     ORDER BY device_id, address LIMIT $5",
+                )
+                .bind(tenant.as_str())
+                .bind(since)
+                .bind(after_device)
+                .bind(after_address)
+                .bind(i64::from(page.limit) + 1)
+                .bind(device.map(|d| d.as_str()))
+                .fetch_all(&self.pool)
+                .await?;
+                let items = rows
+                    .into_iter()
+                    .map(|(device, address, first_seen, last_seen, reports)| {
+                        Ok($crate::inventory::DeviceDestination {
+                            device: garrison_core::DeviceId::new(device)?,
+                            address,
+                            seen: $crate::inventory::DestinationSeen {
+                                first_seen,
+                                last_seen,
+                                reports: u64::try_from(reports).unwrap_or_default(),
+                            },
+                        })
+                    })
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
+                Ok($crate::sql::paginate(items, page.limit, |d| {
+                    format!("{} {}", d.device, d.address)
+                }))
             }
 
             async fn fleet_entries(
@@ -1494,6 +1562,7 @@ macro_rules! impl_inventory_store {
                     "DELETE FROM drift_events WHERE tenant = $1 AND at < $2",
                     "DELETE FROM device_events WHERE tenant = $1 AND received_at < $2",
                     "DELETE FROM unmanaged_sightings WHERE tenant = $1 AND last_seen < $2",
+                    "DELETE FROM device_destinations WHERE tenant = $1 AND last_seen < $2",
                 ] {
                     // One table per transaction: pruning never holds the write lock for long.
                     let mut tx = self.begin_device_write().await?;

@@ -15,8 +15,8 @@ use garrison_store::{
     PageRequest, Store, StoreError,
     identity::{EnrollmentGrant, NewBootstrapToken, NewCertificate},
     inventory::{
-        DeviceSummary, FactChange, FindingFilter, FindingStatus, FindingsSync, Group,
-        InventoryWrite, NewDeviceEvent, NewDrift, Observation, PostureRun, PresenceUpdate,
+        DestinationSeen, DeviceSummary, FactChange, FindingFilter, FindingStatus, FindingsSync,
+        Group, InventoryWrite, NewDeviceEvent, NewDrift, Observation, PostureRun, PresenceUpdate,
         Sighting, SightingKind, Suppression,
     },
 };
@@ -246,6 +246,124 @@ async fn reports_history_and_drift(store: Arc<dyn Store>, _t: Tamper) {
     );
 }
 
+both!(telemetry_destinations_are_kept_per_device_and_address);
+async fn telemetry_destinations_are_kept_per_device_and_address(store: Arc<dyn Store>, _t: Tamper) {
+    enroll(&store, &["a-1", "b-1"]).await;
+    let update = |device: &str, at, addresses: &[(&str, i64, i64, u64)]| PresenceUpdate {
+        tenant: tenant(),
+        device: dev(device),
+        at,
+        online: None,
+        address: None,
+        agent: None,
+        telemetry: None,
+        destinations: addresses
+            .iter()
+            .map(|(a, first_seen, last_seen, reports)| {
+                (
+                    (*a).to_owned(),
+                    DestinationSeen {
+                        first_seen: *first_seen,
+                        last_seen: *last_seen,
+                        reports: *reports,
+                    },
+                )
+            })
+            .collect(),
+    };
+    store
+        .presence_record_batch(&[
+            update(
+                "a-1",
+                200,
+                &[("198.51.100.7", 100, 200, 2), ("10.0.0.9", 150, 150, 1)],
+            ),
+            update("b-1", 120, &[("198.51.100.7", 120, 120, 1)]),
+        ])
+        .await
+        .unwrap();
+    // A later flush, and one that arrives late: first_seen only goes back, last_seen only
+    // forward, and every report counts.
+    store
+        .presence_record_batch(&[
+            update("a-1", 900, &[("198.51.100.7", 800, 900, 3)]),
+            update("a-1", 90, &[("198.51.100.7", 50, 90, 1)]),
+        ])
+        .await
+        .unwrap();
+
+    let mut all = Vec::new();
+    let mut page = PageRequest::first(1);
+    loop {
+        let got = store
+            .device_destinations_list(&tenant(), None, 0, &page)
+            .await
+            .unwrap();
+        assert!(got.items.len() <= 1);
+        all.extend(got.items);
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    let rows: Vec<(&str, &str, i64, i64, u64)> = all
+        .iter()
+        .map(|d| {
+            (
+                d.device.as_str(),
+                d.address.as_str(),
+                d.seen.first_seen,
+                d.seen.last_seen,
+                d.seen.reports,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("a-1", "10.0.0.9", 150, 150, 1),
+            ("a-1", "198.51.100.7", 50, 900, 6),
+            ("b-1", "198.51.100.7", 120, 120, 1),
+        ]
+    );
+    // Only rows last seen since the hunt's lookback.
+    let recent = store
+        .device_destinations_list(&tenant(), None, 151, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(recent.items.len(), 1);
+    assert_eq!(recent.items[0].address, "198.51.100.7");
+    assert!(
+        store
+            .device_destinations_list(
+                &tenant(),
+                None,
+                0,
+                &PageRequest {
+                    limit: 10,
+                    after: Some("no-separator".into()),
+                }
+            )
+            .await
+            .is_err(),
+        "a malformed cursor is refused"
+    );
+    let one = store
+        .device_destinations_list(&tenant(), Some(&dev("b-1")), 0, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].device.as_str(), "b-1");
+    // Retention removes what was last seen before the cut.
+    store.inventory_prune(&tenant(), 151).await.unwrap();
+    let kept = store
+        .device_destinations_list(&tenant(), None, 0, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(kept.items.len(), 1);
+    assert_eq!(kept.items[0].seen.last_seen, 900);
+}
+
 both!(presence_tags_groups_and_the_fleet);
 async fn presence_tags_groups_and_the_fleet(store: Arc<dyn Store>, _t: Tamper) {
     enroll(&store, &["a-1", "b-1"]).await;
@@ -257,6 +375,7 @@ async fn presence_tags_groups_and_the_fleet(store: Arc<dyn Store>, _t: Tamper) {
         address: online.filter(|o| *o).map(|_| "10.0.0.1".to_owned()),
         agent: None,
         telemetry: None,
+        destinations: BTreeMap::new(),
     };
     store
         .presence_record_batch(&[seen("a-1", 100, Some(true))])

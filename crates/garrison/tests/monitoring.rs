@@ -989,6 +989,49 @@ fn an_imported_stix_feed_is_in_force_at_once_and_hunted_for_in_stored_events() {
         !alerts(&est, "sim-cam-0001").iter().any(flagged),
         "the device that never beaconed is not flagged"
     );
+
+    // Telemetry is not kept report by report, but the addresses it lists are, per device: a
+    // list naming the cameras' LAN peer, which appears in telemetry and in no event, is hunted
+    // for there.
+    wait_for(
+        "the stored telemetry destination",
+        Duration::from_secs(30),
+        || {
+            let (status, page) = est.api("GET", "/api/v1/destinations?device=sim-cam-0001", None);
+            assert_eq!(status, 200, "{page}");
+            page["items"]
+                .as_array()?
+                .iter()
+                .any(|d| d["address"] == "10.20.0.5" && d["reports"].as_u64() >= Some(1))
+                .then_some(())
+        },
+    );
+    assert!(
+        !alerts(&est, "sim-cam-0001")
+            .iter()
+            .any(|a| a["rule"] == "garrison.intel.retro_hunt")
+    );
+    let list = home.join("lan-peers.txt");
+    std::fs::write(&list, "# the cameras' recorder\n10.20.0.5\n").unwrap();
+    let (status, imported) = put(&est.token, "lan-peers", "text/plain", &list);
+    assert_eq!(status, 201, "{imported}");
+    let hunted = wait_for(
+        "the retro-hunt alert from telemetry",
+        Duration::from_secs(30),
+        || {
+            alerts(&est, "sim-cam-0001")
+                .into_iter()
+                .find(|a| a["rule"] == "garrison.intel.retro_hunt")
+        },
+    );
+    let destination = &hunted["evidence"]["destination"];
+    assert_eq!(destination["address"], "10.20.0.5", "{hunted}");
+    assert_eq!(destination["threat"]["source"], "lan-peers", "{hunted}");
+    assert_eq!(
+        destination["threat"]["field"], "telemetry.destinations",
+        "{hunted}"
+    );
+    assert!(destination["reports"].as_u64() >= Some(1), "{hunted}");
     let entries = audit_entries(&est);
     let import_at = entries
         .iter()
@@ -1038,7 +1081,7 @@ fn an_imported_stix_feed_is_in_force_at_once_and_hunted_for_in_stored_events() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["abuse", "cert-feed"]);
+    assert_eq!(names, ["abuse", "cert-feed", "lan-peers"]);
     let (ok, _, err) = cli(&["intel", "delete", "abuse"]);
     assert!(ok, "{err}");
     let (ok, _, err) = cli(&["intel", "delete", "abuse"]);

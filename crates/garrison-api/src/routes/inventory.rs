@@ -18,9 +18,9 @@ use crate::{
     views::{
         PageOf,
         inventory::{
-            DeviceDetailView, DeviceEventView, DeviceListItem, DriftView, FactChangeView,
-            GroupBody, GroupView, InventoryView, MembersBody, MembersChanged, QueryFieldView,
-            TagUpdate, UnmanagedView,
+            DestinationView, DeviceDetailView, DeviceEventView, DeviceListItem, DriftView,
+            FactChangeView, GroupBody, GroupView, InventoryView, MembersBody, MembersChanged,
+            QueryFieldView, TagUpdate, UnmanagedView,
         },
     },
 };
@@ -439,6 +439,31 @@ pub(crate) async fn events(
         .device_events_list(&caller.tenant, device.as_ref(), &page.to_request())
         .await?;
     Ok(Json(PageOf::from_page(events, DeviceEventView::from)))
+}
+
+/// Remote addresses devices reported in their telemetry, by device and address, with when
+/// each was first and last reported (kept for `inventory.retention`; retro-hunts read them).
+#[utoipa::path(
+    get, path = "/api/v1/destinations", tag = "devices",
+    params(("device" = Option<String>, Query, description = "Only this device"),
+           ("limit" = Option<u32>, Query, description = "Page size, 1–500 (default 50)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    security(("bearer" = ["devices:read"])),
+    responses((status = 200, description = "A page of destinations", body = PageOf<DestinationView>))
+)]
+pub(crate) async fn destinations(
+    State(state): State<ApiState>,
+    caller: Caller,
+    StrictQuery(query): StrictQuery<DeviceFilterQuery>,
+) -> ApiResult<Json<PageOf<DestinationView>>> {
+    caller.require(Permission::DevicesRead)?;
+    let page = Pagination::parse(query.limit, query.cursor)?;
+    let device = optional_device(query.device.as_deref())?;
+    let destinations = state
+        .store()
+        .device_destinations_list(&caller.tenant, device.as_ref(), 0, &page.to_request())
+        .await?;
+    Ok(Json(PageOf::from_page(destinations, DestinationView::from)))
 }
 
 /// Set and remove a device's tags; returns all its tags.

@@ -64,6 +64,7 @@ pub(crate) fn protected() -> OpenApiRouter<ApiState> {
         .routes(routes!(inventory::tags))
         .routes(routes!(inventory::drift))
         .routes(routes!(inventory::events))
+        .routes(routes!(inventory::destinations))
         .routes(routes!(inventory::unmanaged))
         .routes(routes!(inventory::groups, inventory::create_group))
         .routes(routes!(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use garrison_core::format_ms;
 use garrison_inventory::{DeviceRecord, risk::Risk};
 use garrison_store::inventory::{
-    DriftEvent, FactChange, Finding, FirmwarePolicy, Group, PostureRun, StoredDeviceEvent,
-    UnmanagedEntry,
+    DeviceDestination, DriftEvent, FactChange, Finding, FirmwarePolicy, Group, PostureRun,
+    StoredDeviceEvent, UnmanagedEntry,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -395,6 +395,33 @@ impl From<StoredDeviceEvent> for DeviceEventView {
             received_at: format_ms(e.event.received_at),
             kind: e.event.kind,
             event: e.event.body,
+        }
+    }
+}
+
+/// A remote address a device reported in its telemetry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationView {
+    /// Device.
+    pub device: String,
+    /// The remote address.
+    pub address: String,
+    /// First report that listed it (RFC 3339).
+    pub first_seen: String,
+    /// Last report that listed it (RFC 3339).
+    pub last_seen: String,
+    /// Telemetry reports that listed it.
+    pub reports: u64,
+}
+
+impl From<DeviceDestination> for DestinationView {
+    fn from(d: DeviceDestination) -> Self {
+        DestinationView {
+            device: d.device.to_string(),
+            address: d.address,
+            first_seen: format_ms(d.seen.first_seen),
+            last_seen: format_ms(d.seen.last_seen),
+            reports: d.seen.reports,
         }
     }
 }
