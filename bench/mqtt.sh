@@ -15,9 +15,15 @@
 # Mosquitto only (Garrison devices cannot read each other's topics): the same qos1 and paced runs
 # with one subscriber per publisher, checking sequence numbers and end-to-end latency.
 #
+# Broker CPU: for the flat-out runs, the broker process's own CPU time (utime + stime) per
+# message, in µs — what each message costs the broker, whatever the load generator takes.
+#
 # Usage: bench/mqtt.sh          (env: BENCH_RUNS=3 BENCH_DURATION=8 BENCH_RATE=10000
 #                                BENCH_PUBLISHERS=4 BENCH_HANDSHAKE_CONCURRENCY=8
-#                                BENCH_IDLE_CONNECTIONS=10000 BENCH_SKIP_BUILD=1 BENCH_MOSQUITTO=…)
+#                                BENCH_IDLE_CONNECTIONS=10000 BENCH_SKIP_BUILD=1 BENCH_MOSQUITTO=…
+#                                BENCH_ONLY="qos0 qos1 paced handshakes idle subscribers"
+#                                BENCH_PERF=/tmp/g.perf: perf profile of Garrison's first
+#                                flat-out run of each QoS, written to /tmp/g.perf.qos0 …)
 # Needs: mosquitto (Debian package), openssl, curl, jq; cargo unless BENCH_SKIP_BUILD is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +34,8 @@ PUBS=${BENCH_PUBLISHERS:-4}
 HS_C=${BENCH_HANDSHAKE_CONCURRENCY:-8}
 IDLE=${BENCH_IDLE_CONNECTIONS:-10000}
 MOSQ=${BENCH_MOSQUITTO:-/usr/sbin/mosquitto}
+ONLY=" ${BENCH_ONLY:-qos0 qos1 paced handshakes idle subscribers} "
+want() { [[ "$ONLY" == *" $1 "* ]]; }
 TARGET=${CARGO_TARGET_DIR:-target}
 for tool in openssl curl jq "$MOSQ"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
@@ -94,6 +102,7 @@ BOOT=$(api -H "Authorization: Bearer $SESSION" -d '{"device_pattern":"*","max_us
 export LOADGEN_METRICS_TOKEN=$SESSION
 CERTS=$work/devices
 NEED=$IDLE
+want idle || NEED=0
 [ "$NEED" -ge $((2 * PUBS)) ] || NEED=$((2 * PUBS))
 [ "$NEED" -ge "$HS_C" ] || NEED=$HS_C
 LOADGEN_EST_TOKEN=$BOOT "$LG" est --url "$G_API" --ca "$CA" --count "$NEED" --concurrency 16 \
@@ -150,20 +159,38 @@ check_pubsub() { # broker scenario json
   if [ "$e" != 0 ]; then log "CHECK FAILED $1 $2: $3"; record "check:$2" "$1" "$e"; fi
 }
 
-round() { # broker
-  local b=$1 out
-  out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos 0 --duration "$DUR")
-  check_pubsub "$b" qos0 "$out"; record qos0 "$b" "$(jq .rate_per_s <<<"$out")"
-  out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos 1 --duration "$DUR")
-  check_pubsub "$b" qos1 "$out"; record qos1 "$b" "$(jq .rate_per_s <<<"$out")"
-  out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos 1 --duration "$DUR" --rate "$RATE")
-  check_pubsub "$b" paced "$out"
-  record puback_p50 "$b" "$(jq .puback_p50_ms <<<"$out")"
-  record puback_p99 "$b" "$(jq .puback_p99_ms <<<"$out")"
-  out=$(lg_mqtt "$b" handshakes --concurrency "$HS_C" --duration "$DUR")
-  record handshakes "$b" "$(jq .handshakes_per_s <<<"$out")"
-  record handshake_errors "$b" "$(jq .errors <<<"$out")"
-  if [ "$b" = mosquitto ]; then
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A flat-out run: its rate, and the broker's CPU µs per message.
+flat_out() { # broker pid scenario qos
+  local b=$1 pid=$2 s=$3 qos=$4 before out perf_pid=
+  before=$(cpu_ticks "$pid")
+  if [ -n "${BENCH_PERF:-}" ] && [ "$b" = garrison ] && [ ! -e "$BENCH_PERF.$s" ]; then
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$pid" -o "$BENCH_PERF.$s" -- sleep "$DUR" 2>/dev/null &
+    perf_pid=$!
+  fi
+  out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos "$qos" --duration "$DUR")
+  if [ -n "$perf_pid" ]; then wait "$perf_pid" || true; fi
+  check_pubsub "$b" "$s" "$out"; record "$s" "$b" "$(jq .rate_per_s <<<"$out")"
+  record "${s}_cpu_us" "$b" "$(awk -v t="$(($(cpu_ticks "$pid") - before))" -v hz="$(getconf CLK_TCK)" \
+    -v n="$(jq .published <<<"$out")" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
+}
+
+round() { # broker pid
+  local b=$1 pid=$2 out
+  if want qos0; then flat_out "$b" "$pid" qos0 0; fi
+  if want qos1; then flat_out "$b" "$pid" qos1 1; fi
+  if want paced; then
+    out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos 1 --duration "$DUR" --rate "$RATE")
+    check_pubsub "$b" paced "$out"
+    record puback_p50 "$b" "$(jq .puback_p50_ms <<<"$out")"
+    record puback_p99 "$b" "$(jq .puback_p99_ms <<<"$out")"
+  fi
+  if want handshakes; then
+    out=$(lg_mqtt "$b" handshakes --concurrency "$HS_C" --duration "$DUR")
+    record handshakes "$b" "$(jq .handshakes_per_s <<<"$out")"
+    record handshake_errors "$b" "$(jq .errors <<<"$out")"
+  fi
+  if [ "$b" = mosquitto ] && want subscribers; then
     out=$(lg_mqtt "$b" pubsub --publishers "$PUBS" --qos 1 --duration "$DUR" --subscribers)
     check_pubsub "$b" qos1_sub "$out"
     record qos1_sub_delivered "$b" "$(jq .received_per_s <<<"$out")"
@@ -204,12 +231,13 @@ for r in $(seq 1 "$RUNS"); do
   if [ $((r % 2)) = 0 ]; then order=(mosquitto garrison); fi
   for b in "${order[@]}"; do
     log "run $r/$RUNS: $b"
-    if [ "$b" = garrison ]; then garrison_start; else mosquitto_start; fi
-    round "$b"
+    if [ "$b" = garrison ]; then garrison_start; pid=$G_PID; else mosquitto_start; pid=$M_PID; fi
+    round "$b" "$pid"
     if [ "$b" = garrison ]; then garrison_stop; else mosquitto_stop; fi
   done
 done
 for r in $(seq 1 "$RUNS"); do
+  want idle || break
   order=(garrison mosquitto)
   if [ $((r % 2)) = 0 ]; then order=(mosquitto garrison); fi
   for b in "${order[@]}"; do log "idle run $r/$RUNS: $b ($IDLE connections)"; idle_run "$b"; done
@@ -227,7 +255,9 @@ printf '| %-44s | %12s | %12s | %9s |\n' figure Garrison Mosquitto "G/M"
 printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..11})"
 for row in \
   "qos0|QoS 0 flat out, PUBLISH written/s" \
+  "qos0_cpu_us|QoS 0 flat out: broker CPU µs per message" \
   "qos1|QoS 1 flat out, PUBACKs/s" \
+  "qos1_cpu_us|QoS 1 flat out: broker CPU µs per message" \
   "puback_p50|QoS 1 at $RATE/s: publish->PUBACK p50 ms" \
   "puback_p99|QoS 1 at $RATE/s: publish->PUBACK p99 ms" \
   "handshakes|mTLS handshakes/s ($HS_C workers)" \

@@ -192,7 +192,7 @@ impl LabBroker {
             .build()
             .await;
         // Same takeover-instead-of-refusal as the device broker; see `takeover`.
-        crate::takeover::install(&scx, Duration::from_secs(5)).await;
+        crate::takeover::install(&scx, Duration::from_secs(5), true).await;
         *scx.extends.retain_mut().await = Box::new(RetainedMessages(DefaultRetainStorage::new()));
         *scx.extends.shared_subscription_mut().await = Box::new(RoundRobin::default());
         let register = scx.extends.hook_mgr().register();

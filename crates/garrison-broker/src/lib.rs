@@ -258,7 +258,7 @@ impl Broker {
             .await;
         // A reconnect with a client id still connected, connecting or disconnecting takes the
         // session over instead of being refused; see `takeover`.
-        takeover::install(&scx, settings.handshake_timeout).await;
+        takeover::install(&scx, settings.handshake_timeout, false).await;
         let hooks = hooks::GarrisonHooks::new(
             identity.clone(),
             intake,

@@ -5,7 +5,9 @@
 //! Owns [`TakeoverShared`], the broker's session registry: rmqtt's own `DefaultShared` with its
 //! [`Entry`] wrapped, installed in place of the default when the broker starts (rmqtt makes the
 //! registry pluggable for its cluster plugins). Everything except two entry methods is passed
-//! through unchanged, so routing, delivery and the session map are rmqtt's.
+//! through unchanged, so routing, delivery and the session map are rmqtt's — except that a
+//! device's own publish is not routed at all, since on this broker nothing can subscribe to it
+//! (see [`TakeoverShared`]'s `forwards`).
 //!
 //! The two races, both reproduced by `tests/takeover.rs` (the handshake benchmark, which never
 //! overlaps connects of one client id, hits the second):
@@ -46,7 +48,7 @@ use rmqtt::{
     session::Session,
     shared::{DefaultShared, Entry, RetainLoadCallback, Shared},
     types::{
-        ForwardedCount, ForwardedRecipients, From, HealthInfo, Id, IsAdmin, MsgID,
+        ForwardedCount, ForwardedRecipients, From, FromType, HealthInfo, Id, IsAdmin, MsgID,
         NodeHealthStatus, NodeId, OfflineSession, Publish, Reason, Retain, SessionStatus,
         SubRelations, SubRelationsMap, SubsSearchParams, SubsSearchResult, Subscribe,
         SubscribeReturn, To, TopicFilter, TopicName, Tx, Unsubscribe,
@@ -68,6 +70,9 @@ const MAX_WAITING: usize = 64;
 pub(crate) struct TakeoverShared {
     inner: DefaultShared,
     waits: Arc<Waits>,
+    /// Whether clients' own publishes are routed to subscribers: on the lab broker they are;
+    /// on the device broker nothing can subscribe to them (see `forwards`).
+    route_client_publishes: bool,
 }
 
 /// What every entry of one broker shares about waiting for a lock.
@@ -82,8 +87,14 @@ struct Waits {
 /// Replaces `scx`'s session registry with [`TakeoverShared`]. Call once, after
 /// `ServerContextBuilder::build` (which installs rmqtt's default) and before the listener runs:
 /// the registry is behind a lock every connect and publish reads, and nothing may be holding it.
-pub(crate) async fn install(scx: &ServerContext, lock_wait: Duration) {
+/// `route_client_publishes: false` is for the device broker only (see `forwards`).
+pub(crate) async fn install(
+    scx: &ServerContext,
+    lock_wait: Duration,
+    route_client_publishes: bool,
+) {
     let shared = TakeoverShared {
+        route_client_publishes,
         inner: DefaultShared::new(Some(scx.clone())),
         waits: Arc::new(Waits {
             limit: lock_wait,
@@ -271,6 +282,16 @@ impl Shared for TakeoverShared {
         from: From,
         publish: Publish,
     ) -> std::result::Result<ForwardedCount, (ForwardedCount, Undelivered)> {
+        // A device's own publish (one that passed Garrison's ACL) cannot have a subscriber on
+        // this broker: a device may subscribe only to its own `cmd`/`update`, which devices may
+        // not publish to, and the lab listener is a separate broker. The intake already has
+        // the message (the ACL hook handed it over before this point), so matching it against
+        // the subscription tree would only cost time: a quarter of the broker's CPU at QoS 0.
+        // Messages from the server itself (`FromType::System`) are routed as usual, and so is
+        // everything on the lab broker, a general-purpose broker.
+        if !self.route_client_publishes && matches!(from.typ(), FromType::Custom) {
+            return Ok(0);
+        }
         self.inner.forwards(msg_id, from, publish).await
     }
 

@@ -35,6 +35,17 @@ pub struct DetectorOptions {
     pub unfiltered: bool,
 }
 
+impl DetectorOptions {
+    /// Replaying recorded events (rule tests, lint, `garrison rules test`), with the defaults
+    /// otherwise.
+    pub fn replay() -> DetectorOptions {
+        DetectorOptions {
+            replay: true,
+            ..DetectorOptions::default()
+        }
+    }
+}
+
 /// One rule firing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detection {

@@ -106,13 +106,7 @@ pub fn lint_paths<P: AsRef<Path>>(paths: &[P]) -> Result<LintReport, DetectError
     }
     // Building the engine resolves correlation references (marking the unresolved rejected)
     // and finds what only the combined set shows, such as reference cycles.
-    if let Err(e) = Detector::new(
-        &mut set,
-        DetectorOptions {
-            replay: true,
-            ..DetectorOptions::default()
-        },
-    ) {
+    if let Err(e) = Detector::new(&mut set, DetectorOptions::replay()) {
         issues.push(issue(
             "(rule set)",
             None,

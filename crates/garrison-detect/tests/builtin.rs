@@ -117,14 +117,7 @@ fn every_file_is_embedded_and_every_rule_loads() {
     }
 
     let mut set = iot_rule_set();
-    let detector = Detector::new(
-        &mut set,
-        DetectorOptions {
-            replay: true,
-            ..DetectorOptions::default()
-        },
-    )
-    .unwrap();
+    let detector = Detector::new(&mut set, DetectorOptions::replay()).unwrap();
     let rejected: Vec<String> = set
         .report()
         .iter()
@@ -304,14 +297,7 @@ fn every_rule_carries_the_metadata_the_pack_requires() {
 #[test]
 fn match_exemplars_fire_through_a_pruning_detector() {
     let mut set = iot_rule_set();
-    let mut detector = Detector::new(
-        &mut set,
-        DetectorOptions {
-            replay: true,
-            ..DetectorOptions::default()
-        },
-    )
-    .unwrap();
+    let mut detector = Detector::new(&mut set, DetectorOptions::replay()).unwrap();
     for (source, collection) in parsed() {
         for rule in &collection.rules {
             let id = rule.id.as_deref().unwrap();
@@ -574,14 +560,7 @@ impl Pack {
     fn new() -> Self {
         let mut set = iot_rule_set();
         Self {
-            detector: Detector::new(
-                &mut set,
-                DetectorOptions {
-                    replay: true,
-                    ..DetectorOptions::default()
-                },
-            )
-            .unwrap(),
+            detector: Detector::new(&mut set, DetectorOptions::replay()).unwrap(),
             names: ids_by_name(),
             titles: ids_by_title(),
         }

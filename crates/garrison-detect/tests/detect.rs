@@ -35,14 +35,7 @@ fn yaml_files(dir: &std::path::Path) -> usize {
 fn detector(yaml: &str) -> (RuleSet, Detector) {
     let mut set = RuleSet::new();
     set.add_yaml("inline", yaml);
-    let detector = Detector::new(
-        &mut set,
-        DetectorOptions {
-            replay: true,
-            ..DetectorOptions::default()
-        },
-    )
-    .unwrap();
+    let detector = Detector::new(&mut set, DetectorOptions::replay()).unwrap();
     (set, detector)
 }
 

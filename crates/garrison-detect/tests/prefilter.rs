@@ -114,10 +114,7 @@ fn key(d: &Detection) -> String {
 
 #[test]
 fn the_keyword_prefilter_finds_exactly_what_the_full_evaluation_finds() {
-    let options = DetectorOptions {
-        replay: true,
-        ..DetectorOptions::default()
-    };
+    let options = DetectorOptions::replay();
     let mut filtered = Detector::new(&mut rule_set(), options).unwrap();
     let mut full = Detector::new(
         &mut rule_set(),

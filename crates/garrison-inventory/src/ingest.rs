@@ -238,6 +238,9 @@ pub struct Ingestor {
     observed: Vec<Observation>,
     update_sink: Option<mpsc::Sender<Vec<UpdateReport>>>,
     update_reports: Vec<UpdateReport>,
+    /// Per device: when its last refused message was logged, and how many were refused since
+    /// without a log line (see [`Ingestor::reject`]).
+    refusals_logged: HashMap<DeviceId, (std::time::Instant, u64)>,
 }
 
 /// An `update/status` report, passed to the campaigns after it is stored as a device event.
@@ -257,6 +260,8 @@ const MAX_BATCH_INVENTORY_BYTES: usize = 32 * 1024 * 1024;
 const MAX_SIGHTINGS_PER_FLUSH: usize = 1000;
 /// Destinations of one telemetry report checked for unmanaged peers.
 const MAX_PEERS_PER_REPORT: usize = 32;
+/// A device's refused messages are logged at most once per interval (all are counted).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Distinct telemetry destinations kept per device per flush interval (for retro-hunts);
 /// more are counted in `garrison_inventory_destinations_dropped_total`.
 const MAX_DESTINATIONS_PER_FLUSH: usize = 256;
@@ -282,6 +287,7 @@ impl Ingestor {
             observed: Vec::new(),
             update_sink: None,
             update_reports: Vec::new(),
+            refusals_logged: HashMap::new(),
         }
     }
 
@@ -360,7 +366,7 @@ impl Ingestor {
                     };
                     match decode_report_sized(channel, &device, &payload, &self.settings.limits) {
                         Err(e) => {
-                            self.reject(&device, channel.as_str(), e.reason(), &e.to_string());
+                            self.reject(&device, channel.as_str(), e.reason(), &e);
                             outcome.rejected += 1;
                             if let Some(t) = traffic.get_mut(&device) {
                                 t.2 += 1;
@@ -746,9 +752,38 @@ impl Ingestor {
         }
     }
 
-    fn reject(&self, device: &DeviceId, channel: &str, reason: &'static str, detail: &str) {
-        metrics::counter!("garrison_inventory_reports_rejected_total", "channel" => channel.to_owned(), "reason" => reason).increment(1);
-        tracing::warn!(%device, channel, reason, detail, "Refused a device message");
+    /// Counts a refused message, and logs it unless this device's refusals were logged less
+    /// than [`REFUSAL_LOG_INTERVAL`] ago: a device sending garbage flat out must not turn
+    /// every message into a log line (that cost more than receiving it, and floods the log).
+    /// The next line says how many went unlogged.
+    fn reject(
+        &mut self,
+        device: &DeviceId,
+        channel: &'static str,
+        reason: &'static str,
+        // Formatted only when logged.
+        detail: &dyn std::fmt::Display,
+    ) {
+        metrics::counter!("garrison_inventory_reports_rejected_total", "channel" => channel, "reason" => reason).increment(1);
+        let now = std::time::Instant::now();
+        if let Some((logged_at, unlogged)) = self.refusals_logged.get_mut(device)
+            && now.duration_since(*logged_at) < REFUSAL_LOG_INTERVAL
+        {
+            *unlogged += 1;
+            return;
+        }
+        let unlogged = self
+            .refusals_logged
+            .insert(device.clone(), (now, 0))
+            .map_or(0, |(_, n)| n);
+        tracing::warn!(
+            %device,
+            channel,
+            reason,
+            %detail,
+            refused_since_last_line = unlogged,
+            "Refused a device message"
+        );
     }
 
     /// Folds a presence observation into the pending flush and the index.

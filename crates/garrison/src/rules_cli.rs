@@ -174,13 +174,7 @@ fn test_events(
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let mut set = load_for_test(rules)?;
-    let mut detector = Detector::new(
-        &mut set,
-        DetectorOptions {
-            replay: true,
-            ..DetectorOptions::default()
-        },
-    )?;
+    let mut detector = Detector::new(&mut set, DetectorOptions::replay())?;
     let file = File::open(events).with_context(|| format!("cannot open {}", events.display()))?;
     let report = replay(&mut detector, BufReader::new(file), expectation)
         .with_context(|| format!("cannot read {}", events.display()))?;
