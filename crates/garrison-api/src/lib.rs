@@ -40,7 +40,7 @@ use axum::{
 use garrison_core::TenantId;
 use garrison_identity::IdentityService;
 use garrison_store::Store;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::{set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
 use utoipa::OpenApi;
 
@@ -268,13 +268,27 @@ impl ApiState {
     }
 }
 
+/// Bucket bounds, in seconds, of the metrics exported as Prometheus histograms rather than
+/// summaries: latencies whose distribution over any interval matters (a summary only gives
+/// quantiles over its own rolling minute, and cannot be aggregated across replicas).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide Prometheus recorder, installed on first use. Later calls return the same
 /// handle, so several routers in one process (tests) share it.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Fails only for an empty bucket list.
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("garrison_monitor_lag_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just stays local.
             let _ = metrics::set_global_recorder(recorder);

@@ -23,6 +23,11 @@ use crate::{DeviceMessage, SessionEvent, counters::CounterMap, limits::Limiter};
 
 const MQTT_V5: u8 = 5;
 
+/// Counted on every accepted publish, so resolved once rather than looked up by name each
+/// time (the server installs the metrics recorder before the broker starts).
+static MESSAGES_IN: std::sync::LazyLock<metrics::Counter> =
+    std::sync::LazyLock::new(|| metrics::counter!("garrison_broker_messages_in_total"));
+
 /// rmqtt's handler for every hook Garrison registers. Cheap to clone.
 #[derive(Clone)]
 pub struct GarrisonHooks {
@@ -257,7 +262,7 @@ impl Handler for GarrisonHooks {
                                 ))),
                             );
                         }
-                        metrics::counter!("garrison_broker_messages_in_total").increment(1);
+                        MESSAGES_IN.increment(1);
                         (
                             false,
                             Some(HookResult::PublishAclResult(PublishAclResult::allow())),

@@ -694,6 +694,19 @@ impl FleetIndex {
         });
     }
 
+    /// Moves a device's last-seen time forward, when its presence is known (a message from a
+    /// device already marked online).
+    pub fn touch(&self, device: &DeviceId, at: UnixMillis) {
+        if let Some(p) = self
+            .write()
+            .devices
+            .get_mut(device)
+            .and_then(|r| r.presence.as_mut())
+        {
+            p.last_seen = p.last_seen.max(at);
+        }
+    }
+
     /// Records presence. Only a change of online state, agent or address re-derives group
     /// memberships; a plain "seen" (every message) just moves `last_seen`.
     pub fn apply_presence(&self, update: &PresenceUpdate) {

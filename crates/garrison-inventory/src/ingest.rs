@@ -3,7 +3,7 @@
 //!
 //! One task consumes the intake channel in batches. Inventory reports are diffed against the
 //! device's previous report (fact history, drift) and written together in one transaction;
-//! events are appended; presence (first/last seen, online, agent, latest telemetry) is folded
+//! events are appended by a writer task of their own (see [`write_events`]); presence (first/last seen, online, agent, latest telemetry) is folded
 //! in memory and flushed every few seconds, since a write per telemetry message would cost more
 //! than the message. Every refused message is counted by channel and reason, logged, and
 //! changes nothing.
@@ -241,6 +241,9 @@ pub struct Ingestor {
     /// Per device: when its last refused message was logged, and how many were refused since
     /// without a log line (see [`Ingestor::reject`]).
     refusals_logged: HashMap<DeviceId, (std::time::Instant, u64)>,
+    /// Where decoded events go to be written: the event writer while [`Ingestor::run`] runs;
+    /// without it (a batch handled directly) they are written in the batch.
+    event_queue: Option<EventQueue>,
 }
 
 /// An `update/status` report, passed to the campaigns after it is stored as a device event.
@@ -265,6 +268,25 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Distinct telemetry destinations kept per device per flush interval (for retro-hunts);
 /// more are counted in `garrison_inventory_destinations_dropped_total`.
 const MAX_DESTINATIONS_PER_FLUSH: usize = 256;
+/// Events queued for the event writer before the intake waits for it: enough to ride out a
+/// commit stall of a second at 50,000 events/s, bounded so a store that falls behind for good
+/// holds the publishers back instead of filling memory (tens of MB at this size).
+const MAX_QUEUED_EVENTS: u32 = 50_000;
+/// Most events the event writer puts in one transaction.
+const MAX_EVENTS_PER_WRITE: usize = 20_000;
+
+/// The intake's side of the event writer's queue, bounded by events rather than by batches
+/// (a batch may hold one event or thousands).
+struct EventQueue {
+    batches: mpsc::UnboundedSender<QueuedEvents>,
+    room: Arc<tokio::sync::Semaphore>,
+}
+
+/// A batch of events waiting to be written, holding its room in the queue until it is.
+struct QueuedEvents {
+    events: Vec<NewDeviceEvent>,
+    room: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl Ingestor {
     /// An intake writing to `store` and keeping `index` current; `changed` receives the ids of
@@ -288,20 +310,22 @@ impl Ingestor {
             update_sink: None,
             update_reports: Vec::new(),
             refusals_logged: HashMap::new(),
+            event_queue: None,
         }
     }
 
-    /// Also passes every `update/status` report to `sink` (the campaigns), after the batch is
-    /// written; like the observer, a slow consumer holds the intake back rather than losing a
-    /// report.
+    /// Also passes every `update/status` report to `sink` (the campaigns), once the batch's
+    /// inventory is written and its events are queued for writing; like the observer, a slow
+    /// consumer holds the intake back rather than losing a report.
     pub fn with_update_sink(mut self, sink: mpsc::Sender<Vec<UpdateReport>>) -> Ingestor {
         self.update_sink = Some(sink);
         self
     }
 
-    /// Also passes what each batch showed to `observer` (monitoring), after the batch is
-    /// written. The send is awaited: a slow monitor holds the intake back, and through the
-    /// broker the publishers, rather than losing what was acknowledged.
+    /// Also passes what each batch showed to `observer` (monitoring), once the batch's
+    /// inventory is written and its events are queued for writing: detection need not wait
+    /// for an event's commit. The send is awaited: a slow monitor holds the intake back, and
+    /// through the broker the publishers, rather than losing what was acknowledged.
     pub fn with_observer(mut self, observer: mpsc::Sender<Vec<Observation>>) -> Ingestor {
         self.observer = Some(observer);
         self
@@ -313,8 +337,15 @@ impl Ingestor {
         }
     }
 
-    /// Consumes `incoming` until it closes, then flushes.
+    /// Consumes `incoming` until it closes, then flushes and waits for every queued event to
+    /// be written.
     pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+        let (batches, queued) = mpsc::unbounded_channel();
+        self.event_queue = Some(EventQueue {
+            batches,
+            room: Arc::new(tokio::sync::Semaphore::new(MAX_QUEUED_EVENTS as usize)),
+        });
+        let writer = tokio::spawn(write_events(self.store.clone(), queued));
         let mut flush = tokio::time::interval(self.settings.presence_flush);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(self.settings.batch);
@@ -330,6 +361,10 @@ impl Ingestor {
             }
         }
         self.flush().await;
+        drop(self.event_queue.take());
+        if let Err(e) = writer.await {
+            tracing::error!(error = %e, "The event writer failed");
+        }
     }
 
     /// Handles one batch of messages.
@@ -339,6 +374,8 @@ impl Ingestor {
         let mut inventory_bytes = 0usize;
         let mut events = Vec::new();
         let mut traffic: HashMap<DeviceId, (u64, u64, u64, UnixMillis)> = HashMap::new();
+        // Counted per batch: a metrics look-up per message showed in profiles.
+        let mut accepted: HashMap<&'static str, u64> = HashMap::new();
         for item in batch {
             match item {
                 Incoming::Message {
@@ -355,7 +392,7 @@ impl Ingestor {
                         t.3 = received_at;
                     }
                     // Any message proves the device is connected.
-                    self.seen(&device, received_at, |u| u.online = Some(true));
+                    self.seen_message(&device, received_at);
                     let Some(channel) = topic_channel(&device, &topic) else {
                         self.reject(&device, "unknown", "not_a_contract_topic", &topic);
                         outcome.rejected += 1;
@@ -373,7 +410,7 @@ impl Ingestor {
                             }
                         }
                         Ok((report, size)) => {
-                            metrics::counter!("garrison_inventory_reports_total", "channel" => channel.as_str()).increment(1);
+                            *accepted.entry(channel.as_str()).or_default() += 1;
                             if matches!(report, Report::Inventory(_)) {
                                 inventory_bytes += size;
                             }
@@ -462,6 +499,10 @@ impl Ingestor {
                 }
             }
         }
+        for (channel, count) in accepted {
+            metrics::counter!("garrison_inventory_reports_total", "channel" => channel)
+                .increment(count);
+        }
         for (device, (messages, bytes, rejected, at)) in traffic {
             self.observe(Observation::Traffic {
                 device,
@@ -477,16 +518,40 @@ impl Ingestor {
             self.record_inventories(inventories).await;
         }
         if !events.is_empty() {
-            self.write_durably("device events", Rows::Events(&events))
-                .await;
-            metrics::counter!("garrison_inventory_events_written_total")
-                .increment(events.len() as u64);
+            self.queue_events(events).await;
         }
         self.pass_on().await;
         outcome
     }
 
-    /// Hands what this batch showed to monitoring, now that it is written.
+    /// Hands decoded events to the event writer, waiting while its queue is full (the store
+    /// is behind: back-pressure, as for any write); written here when there is no writer.
+    async fn queue_events(&mut self, events: Vec<NewDeviceEvent>) {
+        let events = match &self.event_queue {
+            Some(queue) => {
+                let wanted = u32::try_from(events.len())
+                    .unwrap_or(u32::MAX)
+                    .min(MAX_QUEUED_EVENTS);
+                // The semaphore is never closed, so this only waits.
+                let room = queue.room.clone().acquire_many_owned(wanted).await;
+                match room {
+                    Ok(room) => match queue.batches.send(QueuedEvents { events, room }) {
+                        Ok(()) => return,
+                        // The writer has gone (it stops only when the queue closes): write here.
+                        Err(mpsc::error::SendError(queued)) => {
+                            self.event_queue = None;
+                            queued.events
+                        }
+                    },
+                    Err(_) => events,
+                }
+            }
+            None => events,
+        };
+        write_counted(self.store.as_ref(), &events).await;
+    }
+
+    /// Hands what this batch showed to monitoring and the campaigns.
     async fn pass_on(&mut self) {
         if !self.update_reports.is_empty() {
             let reports = std::mem::take(&mut self.update_reports);
@@ -647,8 +712,12 @@ impl Ingestor {
                 drift,
             });
         }
-        self.write_durably("inventory reports", Rows::Inventory(&writes))
-            .await;
+        write_durably(
+            self.store.as_ref(),
+            "inventory reports",
+            Rows::Inventory(&writes),
+        )
+        .await;
         // Devices whose writes were lost are still re-evaluated: the audit reads the store.
         let mut changed = Vec::with_capacity(latest.len());
         for w in writes {
@@ -693,65 +762,6 @@ impl Ingestor {
         }
     }
 
-    /// Writes `items`, retrying until it succeeds: a store that is down or busy holds the
-    /// intake back (and with it the publishers), it does not lose what was acknowledged. A
-    /// write that fails for good (bad data) is retried item by item, and only the items that
-    /// fail alone are given up — counted and logged.
-    async fn write_durably(&self, what: &str, items: Rows<'_>) {
-        let mut delay = Duration::from_millis(50);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let started = std::time::Instant::now();
-            let result = items.write(self.store.as_ref()).await;
-            metrics::histogram!("garrison_inventory_write_seconds", "what" => items.kind())
-                .record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(()) => return,
-                Err(e) if e.is_transient() => {
-                    if attempt == 1 || attempt.is_multiple_of(20) {
-                        tracing::warn!(what, attempt, error = %e, "The store is unavailable; holding the intake until it is back");
-                    }
-                    metrics::counter!("garrison_inventory_write_retries_total").increment(1);
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) if items.len() > 1 => {
-                    tracing::warn!(what, count = items.len(), error = %e, "A batch write failed; writing its items one by one");
-                    for i in 0..items.len() {
-                        self.write_one(what, items.item(i)).await;
-                    }
-                    return;
-                }
-                Err(e) => {
-                    metrics::counter!("garrison_inventory_write_failures_total").increment(1);
-                    tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One item of a batch that failed for good: retried while the store is unavailable,
-    /// given up when it fails by itself.
-    async fn write_one(&self, what: &str, item: Rows<'_>) {
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match item.write(self.store.as_ref()).await {
-                Ok(()) => return,
-                Err(e) if e.is_transient() => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    metrics::counter!("garrison_inventory_write_failures_total").increment(1);
-                    tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
-                    return;
-                }
-            }
-        }
-    }
-
     /// Counts a refused message, and logs it unless this device's refusals were logged less
     /// than [`REFUSAL_LOG_INTERVAL`] ago: a device sending garbage flat out must not turn
     /// every message into a log line (that cost more than receiving it, and floods the log).
@@ -784,6 +794,22 @@ impl Ingestor {
             refused_since_last_line = unlogged,
             "Refused a device message"
         );
+    }
+
+    /// A message from `device` arrived at `at`, so it is online. The common case, a device
+    /// already marked online in this flush interval, only moves its last-seen time, without
+    /// the allocations of a full presence update (this runs for every message).
+    fn seen_message(&mut self, device: &DeviceId, at: UnixMillis) {
+        if let Some(pending) = self.presence.get_mut(device)
+            && pending.online == Some(true)
+        {
+            if at > pending.at {
+                pending.at = at;
+                self.index.touch(device, at);
+            }
+            return;
+        }
+        self.seen(device, at, |u| u.online = Some(true));
     }
 
     /// Folds a presence observation into the pending flush and the index.
@@ -905,16 +931,110 @@ impl Ingestor {
     pub async fn flush(&mut self) {
         if !self.presence.is_empty() {
             let updates: Vec<PresenceUpdate> = self.presence.drain().map(|(_, u)| u).collect();
-            self.write_durably("presence", Rows::Presence(&updates))
-                .await;
+            write_durably(self.store.as_ref(), "presence", Rows::Presence(&updates)).await;
         }
         if !self.sightings.is_empty() {
             let sightings = std::mem::take(&mut self.sightings);
             self.seen_sightings.clear();
-            self.write_durably("unmanaged sightings", Rows::Sightings(&sightings))
-                .await;
+            write_durably(
+                self.store.as_ref(),
+                "unmanaged sightings",
+                Rows::Sightings(&sightings),
+            )
+            .await;
         }
     }
+}
+
+/// Writes `items`, retrying until it succeeds: a store that is down or busy holds the
+/// intake back (and with it the publishers), it does not lose what was acknowledged. A
+/// write that fails for good (bad data) is retried item by item, and only the items that
+/// fail alone are given up — counted and logged.
+async fn write_durably(store: &dyn Store, what: &str, items: Rows<'_>) {
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let started = std::time::Instant::now();
+        let result = items.write(store).await;
+        metrics::histogram!("garrison_inventory_write_seconds", "what" => items.kind())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                if attempt == 1 || attempt.is_multiple_of(20) {
+                    tracing::warn!(what, attempt, error = %e, "The store is unavailable; holding the intake until it is back");
+                }
+                metrics::counter!("garrison_inventory_write_retries_total").increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) if items.len() > 1 => {
+                tracing::warn!(what, count = items.len(), error = %e, "A batch write failed; writing its items one by one");
+                for i in 0..items.len() {
+                    write_one(store, what, items.item(i)).await;
+                }
+                return;
+            }
+            Err(e) => {
+                metrics::counter!("garrison_inventory_write_failures_total").increment(1);
+                tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
+                return;
+            }
+        }
+    }
+}
+
+/// One item of a batch that failed for good: retried while the store is unavailable,
+/// given up when it fails by itself.
+async fn write_one(store: &dyn Store, what: &str, item: Rows<'_>) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match item.write(store).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                metrics::counter!("garrison_inventory_write_failures_total").increment(1);
+                tracing::error!(what, error = %e, "A store write failed for good; this item is lost");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the device events the intake queues, taking every batch waiting when the previous
+/// write ends (up to [`MAX_EVENTS_PER_WRITE`]) into one transaction: under load one commit
+/// (one fsync) covers many batches, and a slow commit delays the writing of events, not their
+/// decoding or their detection. Returns once the queue is closed and drained.
+async fn write_events(store: Arc<dyn Store>, mut queued: mpsc::UnboundedReceiver<QueuedEvents>) {
+    let mut batches = Vec::new();
+    loop {
+        if queued.recv_many(&mut batches, 1024).await == 0 {
+            return;
+        }
+        let mut events: Vec<NewDeviceEvent> = Vec::new();
+        // Queue room is given back once the events holding it are written.
+        let mut rooms = Vec::new();
+        for batch in batches.drain(..) {
+            if events.len() + batch.events.len() > MAX_EVENTS_PER_WRITE && !events.is_empty() {
+                write_counted(store.as_ref(), &events).await;
+                events.clear();
+                rooms.clear();
+            }
+            events.extend(batch.events);
+            rooms.push(batch.room);
+        }
+        write_counted(store.as_ref(), &events).await;
+    }
+}
+
+/// Writes events (see [`write_durably`]) and counts them written.
+async fn write_counted(store: &dyn Store, events: &[NewDeviceEvent]) {
+    write_durably(store, "device events", Rows::Events(events)).await;
+    metrics::counter!("garrison_inventory_events_written_total").increment(events.len() as u64);
 }
 
 /// What the intake writes, in batches.
@@ -980,5 +1100,92 @@ fn is_local_network(ip: IpAddr) -> bool {
             let first = v6.segments()[0];
             (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use garrison_core::device::EnrollmentMethod;
+    use garrison_store::{PageRequest, identity::Device};
+
+    #[tokio::test]
+    async fn every_event_queued_is_written_and_observed_before_run_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            garrison_store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+                .await
+                .unwrap();
+        store.migrate().await.unwrap();
+        let tenant = TenantId::default();
+        let index = Arc::new(FleetIndex::new(tenant.clone()));
+        let device = DeviceId::new("cam-1").unwrap();
+        index.upsert_device(&Device {
+            tenant: tenant.clone(),
+            id: device.clone(),
+            quarantined: false,
+            enrolled_via: EnrollmentMethod::Token,
+            current_serial: None,
+            created_at: 0,
+            updated_at: 0,
+            rotation_requested_at: None,
+        });
+        let (observer, mut observed) = mpsc::channel(1024);
+        let (changed, _) = broadcast::channel(16);
+        let ingestor = Ingestor::new(
+            store.clone(),
+            index,
+            IngestSettings::new(tenant.clone()),
+            changed,
+        )
+        .with_observer(observer);
+        let (incoming, queue) = mpsc::channel(16);
+        let run = tokio::spawn(ingestor.run(queue));
+        let messages = 300;
+        for m in 0..messages {
+            let events: Vec<String> = (0..10)
+                .map(|e| format!(r#"{{"at":{},"kind":"process_started","name":"p{m}-{e}","path":"/bin/p","pid":1,"user":"root"}}"#, 1_765_000_000_000i64 + m))
+                .collect();
+            incoming
+                .send(Incoming::Message {
+                    device: device.clone(),
+                    topic: "garrison/v1/d/cam-1/events".into(),
+                    payload: Bytes::from(format!(
+                        r#"{{"schema":1,"events":[{}]}}"#,
+                        events.join(",")
+                    )),
+                    received_at: 1_765_000_000_000 + m,
+                })
+                .await
+                .unwrap();
+        }
+        // Closing the intake is a shutdown: `run` returns only once the writer has drained.
+        drop(incoming);
+        run.await.unwrap();
+
+        let mut stored = 0;
+        let mut page = PageRequest::first(1000);
+        loop {
+            let got = store
+                .device_events_list(&tenant, Some(&device), &page)
+                .await
+                .unwrap();
+            stored += got.items.len();
+            match got.next {
+                Some(next) => page.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(stored, messages as usize * 10);
+        let mut seen = 0;
+        while let Ok(batch) = observed.try_recv() {
+            for observation in batch {
+                if let Observation::Events { events, .. } = observation {
+                    seen += events.len();
+                }
+            }
+        }
+        assert_eq!(seen, messages as usize * 10);
     }
 }

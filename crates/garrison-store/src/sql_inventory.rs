@@ -867,20 +867,30 @@ macro_rules! impl_inventory_store {
                 if events.is_empty() {
                     return Ok(());
                 }
+                let bodies = events
+                    .iter()
+                    .map(|e| $crate::sql_inventory::to_json(&e.body))
+                    .collect::<$crate::StoreResult<Vec<_>>>()?;
                 let mut tx = self.begin_device_write().await?;
-                for e in events {
-                    sqlx::query(
-                        "INSERT INTO device_events (tenant, device_id, received_at, at, kind, body) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(e.tenant.as_str())
-                    .bind(e.device.as_str())
-                    .bind(e.received_at)
-                    .bind(e.at)
-                    .bind(&e.kind)
-                    .bind($crate::sql_inventory::to_json(&e.body)?)
-                    .execute(&mut *tx)
-                    .await?;
+                // Many rows per statement: a statement per event cost a round trip to the
+                // connection (SQLite's worker thread, PostgreSQL's socket) per event.
+                let rows: Vec<_> = events.iter().zip(bodies).collect();
+                for chunk in rows.chunks($crate::sql_inventory::ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO device_events (tenant, device_id, received_at, at, kind, body) ",
+                    );
+                    insert.push_values(chunk, |mut row, (e, body)| {
+                        row.push_bind(e.tenant.as_str())
+                            .push_bind(e.device.as_str())
+                            .push_bind(e.received_at)
+                            .push_bind(e.at)
+                            .push_bind(e.kind.as_str())
+                            .push_bind(body.as_str());
+                    });
+                    // Full chunks share one statement text, worth preparing once; the last
+                    // chunk's row count varies.
+                    let full = chunk.len() == $crate::sql_inventory::ROWS_PER_INSERT;
+                    insert.build().persistent(full).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())

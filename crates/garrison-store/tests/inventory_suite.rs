@@ -1084,3 +1084,45 @@ async fn history_past_its_retention_is_pruned(store: Arc<dyn Store>, _t: Tamper)
         "the latest report stays"
     );
 }
+
+both!(large_event_batches_are_written_whole_and_in_order);
+async fn large_event_batches_are_written_whole_and_in_order(store: Arc<dyn Store>, _t: Tamper) {
+    enroll(&store, &["ev-1", "ev-2"]).await;
+    // More than two multi-row statements' worth, the last one partial.
+    let events: Vec<NewDeviceEvent> = (0..2_345i64)
+        .map(|i| NewDeviceEvent {
+            tenant: tenant(),
+            device: dev(if i % 3 == 0 { "ev-2" } else { "ev-1" }),
+            received_at: 1_000 + i,
+            at: 500 + i,
+            kind: format!("kind-{}", i % 7),
+            body: json!({"n": i, "text": "ünïcode 'quoted'"}),
+        })
+        .collect();
+    store.device_events_append(&events).await.unwrap();
+    let mut stored = Vec::new();
+    let mut page = PageRequest::first(1000);
+    loop {
+        let got = store
+            .device_events_list(&tenant(), None, &page)
+            .await
+            .unwrap();
+        stored.extend(got.items);
+        match got.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    // Listed newest first, with increasing ids in the order appended.
+    stored.reverse();
+    assert_eq!(stored.len(), events.len());
+    assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+    for (stored, sent) in stored.iter().zip(&events) {
+        assert_eq!(&stored.event, sent);
+    }
+    let second = store
+        .device_events_list(&tenant(), Some(&dev("ev-2")), &PageRequest::first(1000))
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 782);
+}

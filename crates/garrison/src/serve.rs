@@ -69,6 +69,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
 /// Opens the store, loads or creates the CA, starts identity, inventory and broker, creates
 /// the first admin, and binds the API. Logging must already be set up.
 pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
+    // Installed first: the hot paths resolve their counters once, on first use, and a counter
+    // resolved before the recorder exists would stay a no-op.
+    let metrics = garrison_api::metrics_handle();
     let settings = config.resolve()?;
     setup::prepare_data_dir(&settings.data_dir)?;
     let lock = setup::lock_data_dir(&settings.data_dir)?;
@@ -291,7 +294,7 @@ pub(crate) async fn start(config: Config) -> anyhow::Result<Server> {
         store.clone(),
         identity.clone(),
         api_settings,
-        garrison_api::metrics_handle(),
+        metrics,
         ServerFacts {
             ca_fingerprint: ca_fingerprint.clone(),
         },
