@@ -365,12 +365,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         fleet.schedule(s.clone());
     }
     let last = scenarios.iter().map(|s| s.after).max().unwrap_or_default();
-    let watch_attack = {
+    // Set once the summary starts printing: a demo ending then lets it finish.
+    let summarising = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut watch_attack = {
         let posture = posture.clone();
         let store = store.clone();
         let tenant = tenant.clone();
+        let summarising = summarising.clone();
         tokio::spawn(async move {
             tokio::time::sleep(last + Duration::from_secs(10)).await;
+            summarising.store(true, std::sync::atomic::Ordering::SeqCst);
             println!();
             println!("  The attack has played. See it in:");
             println!("            garrison alert list");
@@ -403,6 +407,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => serve::shutdown_signal().await,
+    }
+    if summarising.load(std::sync::atomic::Ordering::SeqCst) {
+        // Its queries take well under a second; the bound only guards a stuck store.
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut watch_attack).await;
     }
     watch_attack.abort();
     fleet.stop().await;
