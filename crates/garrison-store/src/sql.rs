@@ -124,11 +124,26 @@ macro_rules! impl_store {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 record: garrison_core::audit::AuditRecord,
             ) -> $crate::StoreResult<garrison_core::audit::AuditEntry> {
+                let mut entries = Self::append_audits(tx, vec![record]).await?;
+                entries.pop().ok_or_else(|| {
+                    $crate::StoreError::corrupt("audit append", "no entry was sealed")
+                })
+            }
+
+            /// Appends `records` to the audit chain inside `tx`, in order: one read of the
+            /// head and multi-row inserts, however many there are (a batch of issuances).
+            async fn append_audits(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                records: Vec<garrison_core::audit::AuditRecord>,
+            ) -> $crate::StoreResult<Vec<garrison_core::audit::AuditEntry>> {
+                if records.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let head: Option<(i64, Vec<u8>)> =
                     sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                         .fetch_optional(&mut **tx)
                         .await?;
-                let (seq, prev) = match head {
+                let (mut seq, mut prev) = match head {
                     Some((seq, hash)) => (
                         seq + 1,
                         garrison_core::audit::ChainHash::from_slice(&hash).ok_or_else(|| {
@@ -140,26 +155,37 @@ macro_rules! impl_store {
                     ),
                     None => (1, garrison_core::audit::ChainHash::GENESIS),
                 };
-                let entry = record.seal(seq, garrison_core::now_ms(), prev);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at_ms, tenant, actor, action, target, \
-                     before_state, after_state, source, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(entry.seq)
-                .bind(entry.at_ms)
-                .bind(&entry.tenant)
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(&entry.target)
-                .bind(&entry.before)
-                .bind(&entry.after)
-                .bind(&entry.source)
-                .bind(entry.prev_hash.0.to_vec())
-                .bind(entry.hash.0.to_vec())
-                .execute(&mut **tx)
-                .await?;
-                Ok(entry)
+                let at = garrison_core::now_ms();
+                let mut entries = Vec::with_capacity(records.len());
+                for record in records {
+                    let entry = record.seal(seq, at, prev);
+                    prev = entry.hash;
+                    seq += 1;
+                    entries.push(entry);
+                }
+                // 11 parameters a row: far below either backend's limit per statement.
+                for chunk in entries.chunks(1000) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (seq, at_ms, tenant, actor, action, target, \
+                         before_state, after_state, source, prev_hash, hash) ",
+                    );
+                    insert.push_values(chunk, |mut row, entry| {
+                        row.push_bind(entry.seq)
+                            .push_bind(entry.at_ms)
+                            .push_bind(entry.tenant.as_str())
+                            .push_bind(entry.actor.as_str())
+                            .push_bind(entry.action.as_str())
+                            .push_bind(entry.target.as_str())
+                            .push_bind(entry.before.as_deref())
+                            .push_bind(entry.after.as_deref())
+                            .push_bind(entry.source.as_deref())
+                            .push_bind(entry.prev_hash.0.to_vec())
+                            .push_bind(entry.hash.0.to_vec());
+                    });
+                    // A single entry (the common case) keeps one statement text, worth caching.
+                    insert.build().persistent(chunk.len() == 1).execute(&mut **tx).await?;
+                }
+                Ok(entries)
             }
 
             async fn operator_in(

@@ -78,6 +78,44 @@ pub(crate) fn cert_from_row(row: CertRow) -> StoreResult<Certificate> {
     })
 }
 
+/// Why a new identity is refused to a device that still has a valid certificate.
+pub(crate) fn live_identity_refusal(device: &DeviceId) -> StoreError {
+    StoreError::Refused {
+        reason: format!(
+            "device {device} already has a valid certificate: renew with it \
+             (simplereenroll) or revoke it first"
+        ),
+    }
+}
+
+/// Why a grant that could not be spent was refused.
+pub(crate) fn grant_refusal(grant: &crate::identity::EnrollmentGrant) -> StoreError {
+    use crate::identity::EnrollmentGrant as G;
+    StoreError::Refused {
+        reason: match grant {
+            G::Token { .. } => "the bootstrap token is expired, revoked or used up",
+            G::Claim { .. } => "the claim certificate is revoked, expired or used up",
+            G::Approval => "the enrollment request is not approved",
+            G::Renewal { .. } => {
+                "the certificate presented for renewal is revoked, expired or not this device's"
+            }
+        }
+        .to_owned(),
+    }
+}
+
+/// The audit record's `after` for an issued device certificate.
+pub(crate) fn issue_audit_json(
+    c: &Certificate,
+    method: EnrollmentMethod,
+    superseded: Option<&str>,
+) -> serde_json::Value {
+    let mut after = cert_audit_json(c);
+    after["enrolled_via"] = json!(method.as_str());
+    after["superseded"] = json!(superseded);
+    after
+}
+
 pub(crate) fn cert_audit_json(c: &Certificate) -> serde_json::Value {
     json!({
         "serial": c.serial, "kind": c.kind.as_str(), "subject": c.subject,
@@ -299,9 +337,6 @@ macro_rules! impl_identity_store {
                 deferred_tokens: Option<&std::collections::HashMap<String, i64>>,
             ) -> $crate::StoreResult<()> {
                 use $crate::identity::EnrollmentGrant as G;
-                let refused = |reason: &str| $crate::StoreError::Refused {
-                    reason: reason.to_owned(),
-                };
                 if !matches!(grant, G::Renewal { .. }) {
                     // A second identity for a device that still has a good one would let a
                     // token holder take a device's name over: make them renew or revoke.
@@ -315,10 +350,7 @@ macro_rules! impl_identity_store {
                     .fetch_one(&mut **tx)
                     .await?;
                     if live > 0 {
-                        return Err(refused(&format!(
-                            "device {device} already has a valid certificate: renew with it \
-                             (simplereenroll) or revoke it first"
-                        )));
+                        return Err($crate::sql_identity::live_identity_refusal(device));
                     }
                 }
                 let affected = match grant {
@@ -389,14 +421,7 @@ macro_rules! impl_identity_store {
                 if affected == 1 {
                     Ok(())
                 } else {
-                    Err(refused(match grant {
-                        G::Token { .. } => "the bootstrap token is expired, revoked or used up",
-                        G::Claim { .. } => "the claim certificate is revoked, expired or used up",
-                        G::Approval => "the enrollment request is not approved",
-                        G::Renewal { .. } => {
-                            "the certificate presented for renewal is revoked, expired or not this device's"
-                        }
-                    }))
+                    Err($crate::sql_identity::grant_refusal(grant))
                 }
             }
 
@@ -465,14 +490,246 @@ macro_rules! impl_identity_store {
                     $crate::error::conflict_or(e, || format!("certificate {}", cert.serial))
                 })?;
                 let stored = Self::cert_in(tx, tenant, &cert.serial).await?;
-                let mut after = $crate::sql_identity::cert_audit_json(&stored);
-                after["enrolled_via"] = serde_json::json!(grant.method().as_str());
-                after["superseded"] = serde_json::json!(superseded);
+                let after = $crate::sql_identity::issue_audit_json(
+                    &stored,
+                    grant.method(),
+                    superseded.as_deref(),
+                );
                 Self::append_audit(tx, audit.after(after)).await?;
                 Ok($crate::identity::Issued {
                     certificate: stored,
                     superseded,
                 })
+            }
+        }
+
+        impl $store {
+            /// One issuance of a batch in a savepoint of its own: a refused grant undoes only
+            /// itself. A token use is counted in `spent` (written once per batch).
+            async fn issue_alone_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                item: $crate::identity::IssueRequest,
+                spent: &mut std::collections::HashMap<String, i64>,
+            ) -> $crate::StoreResult<$crate::StoreResult<$crate::identity::Issued>> {
+                let token = match &item.grant {
+                    $crate::identity::EnrollmentGrant::Token { id } => Some(id.clone()),
+                    _ => None,
+                };
+                let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
+                match Self::issue_in(
+                    &mut savepoint,
+                    &item.tenant,
+                    &item.device,
+                    item.grant,
+                    item.cert,
+                    item.audit,
+                    Some(spent),
+                )
+                .await
+                {
+                    Ok(issued) => {
+                        savepoint.commit().await?;
+                        if let Some(id) = token {
+                            *spent.entry(id).or_default() += 1;
+                        }
+                        Ok(Ok(issued))
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        Ok(Err(e))
+                    }
+                }
+            }
+
+            /// Bootstrap-token issuances of one tenant, recorded together: one query for the
+            /// devices that still hold a valid certificate, one for the tokens, then multi-row
+            /// inserts of devices, certificates and audit entries — a few statements per
+            /// batch instead of several per issuance (each a round trip, and on PostgreSQL
+            /// made while holding the audit chain's lock). Decided exactly as `issue_in`
+            /// would one by one, in order. If a statement fails (a serial already taken),
+            /// the attempt is undone and the issuances are recorded one by one instead.
+            async fn issue_tokens_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                items: Vec<(usize, $crate::identity::IssueRequest)>,
+                spent: &mut std::collections::HashMap<String, i64>,
+            ) -> $crate::StoreResult<Vec<(usize, $crate::StoreResult<$crate::identity::Issued>)>>
+            {
+                if items.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut savepoint = sqlx::Acquire::begin(&mut **tx).await?;
+                match Self::issue_tokens_together(&mut savepoint, &items, spent).await {
+                    Ok((outcomes, newly_spent)) => {
+                        savepoint.commit().await?;
+                        for (id, uses) in newly_spent {
+                            *spent.entry(id).or_default() += uses;
+                        }
+                        Ok(outcomes)
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        tracing::debug!(error = %e, "Recording issuances together failed; one by one instead");
+                        let mut outcomes = Vec::with_capacity(items.len());
+                        for (i, item) in items {
+                            outcomes.push((i, Self::issue_alone_in(tx, item, spent).await?));
+                        }
+                        Ok(outcomes)
+                    }
+                }
+            }
+
+            async fn issue_tokens_together(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                items: &[(usize, $crate::identity::IssueRequest)],
+                spent: &std::collections::HashMap<String, i64>,
+            ) -> $crate::StoreResult<(
+                Vec<(usize, $crate::StoreResult<$crate::identity::Issued>)>,
+                std::collections::HashMap<String, i64>,
+            )> {
+                let now = garrison_core::now_ms();
+                let Some((_, first)) = items.first() else {
+                    return Ok((Vec::new(), std::collections::HashMap::new()));
+                };
+                let tenant = first.tenant.as_str();
+                let mut live = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT DISTINCT subject FROM certificates WHERE kind = 'device' \
+                     AND revoked_at IS NULL AND tenant = ",
+                );
+                live.push_bind(tenant).push(" AND not_after > ").push_bind(now).push(" AND subject IN (");
+                let mut subjects = live.separated(", ");
+                for (_, item) in items {
+                    subjects.push_bind(item.device.as_str());
+                }
+                live.push(")");
+                let live: std::collections::HashSet<String> = live
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let mut tokens = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, uses, max_uses FROM bootstrap_tokens WHERE revoked_at IS NULL \
+                     AND tenant = ",
+                );
+                tokens.push_bind(tenant).push(" AND expires_at > ").push_bind(now).push(" AND id IN (");
+                let mut ids = tokens.separated(", ");
+                for (_, item) in items {
+                    if let $crate::identity::EnrollmentGrant::Token { id } = &item.grant {
+                        ids.push_bind(id.as_str());
+                    }
+                }
+                tokens.push(")");
+                let tokens: std::collections::HashMap<String, (i64, i64)> = tokens
+                    .build_query_as::<(String, i64, i64)>()
+                    .persistent(false)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, uses, max)| (id, (uses, max)))
+                    .collect();
+
+                let mut outcomes = Vec::with_capacity(items.len());
+                let mut accepted = Vec::with_capacity(items.len());
+                let mut newly_spent: std::collections::HashMap<String, i64> =
+                    std::collections::HashMap::new();
+                let mut identified = std::collections::HashSet::new();
+                for (i, item) in items {
+                    let $crate::identity::EnrollmentGrant::Token { id } = &item.grant else {
+                        return Err($crate::StoreError::corrupt(
+                            "issuance batch",
+                            "only bootstrap-token issuances are recorded together",
+                        ));
+                    };
+                    // As `consume_grant`: no second identity (an earlier one in this batch
+                    // counts), then a use left on the token.
+                    if live.contains(item.device.as_str()) || identified.contains(item.device.as_str()) {
+                        outcomes.push((*i, Err($crate::sql_identity::live_identity_refusal(&item.device))));
+                        continue;
+                    }
+                    let used = spent.get(id).copied().unwrap_or(0)
+                        + newly_spent.get(id).copied().unwrap_or(0);
+                    if !tokens.get(id).is_some_and(|(uses, max)| uses + used < *max) {
+                        outcomes.push((*i, Err($crate::sql_identity::grant_refusal(&item.grant))));
+                        continue;
+                    }
+                    identified.insert(item.device.as_str());
+                    *newly_spent.entry(id.clone()).or_default() += 1;
+                    accepted.push((*i, item));
+                }
+                if accepted.is_empty() {
+                    return Ok((outcomes, newly_spent));
+                }
+
+                let mut devices = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO devices (tenant, id, quarantined, enrolled_via, current_serial, \
+                     created_at, updated_at) ",
+                );
+                devices.push_values(&accepted, |mut row, (_, item)| {
+                    row.push_bind(item.tenant.as_str())
+                        .push_bind(item.device.as_str())
+                        .push_bind(false)
+                        .push_bind(item.grant.method().as_str())
+                        .push_bind(item.cert.serial.as_str())
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                devices.push(
+                    " ON CONFLICT (tenant, id) DO UPDATE SET \
+                     current_serial = excluded.current_serial, updated_at = excluded.updated_at, \
+                     rotation_requested_at = NULL",
+                );
+                devices.build().persistent(false).execute(&mut **tx).await?;
+
+                let mut certificates = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO certificates (serial, tenant, kind, subject, fingerprint, pem, \
+                     not_before, not_after, issued_at) ",
+                );
+                certificates.push_values(&accepted, |mut row, (_, item)| {
+                    let cert = &item.cert;
+                    row.push_bind(cert.serial.as_str())
+                        .push_bind(item.tenant.as_str())
+                        .push_bind(cert.kind.as_str())
+                        .push_bind(cert.subject.as_str())
+                        .push_bind(cert.fingerprint.as_str())
+                        .push_bind(cert.pem.as_str())
+                        .push_bind(cert.not_before)
+                        .push_bind(cert.not_after)
+                        .push_bind(now);
+                });
+                certificates.push(" RETURNING ").push($crate::sql_identity::CERT_COLUMNS);
+                let mut stored: std::collections::HashMap<String, $crate::identity::Certificate> =
+                    std::collections::HashMap::with_capacity(accepted.len());
+                // RETURNING's row order is unspecified: match rows to issuances by serial.
+                for row in certificates
+                    .build_query_as::<$crate::sql_identity::CertRow>()
+                    .persistent(false)
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
+                    let cert = $crate::sql_identity::cert_from_row(row)?;
+                    stored.insert(cert.serial.clone(), cert);
+                }
+
+                let mut records = Vec::with_capacity(accepted.len());
+                let mut issued = Vec::with_capacity(accepted.len());
+                for (i, item) in accepted {
+                    let certificate = stored.remove(&item.cert.serial).ok_or_else(|| {
+                        $crate::StoreError::corrupt(
+                            format!("certificate {}", item.cert.serial),
+                            "not returned by its insert",
+                        )
+                    })?;
+                    records.push(item.audit.clone().after($crate::sql_identity::issue_audit_json(
+                        &certificate,
+                        item.grant.method(),
+                        None,
+                    )));
+                    issued.push((i, Ok($crate::identity::Issued { certificate, superseded: None })));
+                }
+                Self::append_audits(tx, records).await?;
+                outcomes.extend(issued);
+                Ok((outcomes, newly_spent))
             }
         }
 
@@ -607,40 +864,30 @@ macro_rules! impl_identity_store {
                 batch: Vec<$crate::identity::IssueRequest>,
             ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::identity::Issued>>> {
                 let mut tx = self.begin_write().await?;
-                let mut results = Vec::with_capacity(batch.len());
+                let count = batch.len();
+                let mut results: Vec<Option<$crate::StoreResult<$crate::identity::Issued>>> =
+                    std::iter::repeat_with(|| None).take(count).collect();
                 // Token uses spent in this batch, written once per token below: updating one
                 // token row per issuance would leave hundreds of row versions on PostgreSQL.
                 let mut spent: std::collections::HashMap<String, i64> =
                     std::collections::HashMap::new();
-                for item in batch {
-                    let token = match &item.grant {
-                        $crate::identity::EnrollmentGrant::Token { id } => Some(id.clone()),
-                        _ => None,
-                    };
-                    // Each issuance in its own savepoint: a refused grant undoes only itself.
-                    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-                    match Self::issue_in(
-                        &mut savepoint,
-                        &item.tenant,
-                        &item.device,
-                        item.grant,
-                        item.cert,
-                        item.audit,
-                        Some(&spent),
-                    )
-                    .await
-                    {
-                        Ok(issued) => {
-                            savepoint.commit().await?;
-                            if let Some(id) = token {
-                                *spent.entry(id).or_default() += 1;
-                            }
-                            results.push(Ok(issued));
-                        }
-                        Err(e) => {
-                            savepoint.rollback().await?;
-                            results.push(Err(e));
-                        }
+                // Bootstrap-token issuances (a fleet enrolling) are recorded together, tenant
+                // by tenant, in a handful of statements for the whole batch; other grants one
+                // by one. Those go first, so the together path sees their certificates.
+                let mut together: std::collections::BTreeMap<
+                    String,
+                    Vec<(usize, $crate::identity::IssueRequest)>,
+                > = std::collections::BTreeMap::new();
+                for (i, item) in batch.into_iter().enumerate() {
+                    if matches!(item.grant, $crate::identity::EnrollmentGrant::Token { .. }) {
+                        together.entry(item.tenant.as_str().to_owned()).or_default().push((i, item));
+                    } else {
+                        results[i] = Some(Self::issue_alone_in(&mut tx, item, &mut spent).await?);
+                    }
+                }
+                for (_, items) in together {
+                    for (i, result) in Self::issue_tokens_in(&mut tx, items, &mut spent).await? {
+                        results[i] = Some(result);
                     }
                 }
                 for (id, uses) in &spent {
@@ -651,7 +898,14 @@ macro_rules! impl_identity_store {
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(results)
+                results
+                    .into_iter()
+                    .map(|r| {
+                        r.ok_or_else(|| {
+                            $crate::StoreError::corrupt("issuance batch", "an issuance got no result")
+                        })
+                    })
+                    .collect()
             }
 
             async fn device_request_rotation(

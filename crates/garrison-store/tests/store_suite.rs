@@ -298,8 +298,11 @@ fn dev(id: &str) -> garrison_core::DeviceId {
     garrison_core::DeviceId::new(id).unwrap()
 }
 
-fn refused<T: std::fmt::Debug>(r: Result<T, StoreError>, needle: &str) {
-    match r {
+fn refused<T: std::fmt::Debug, E: std::borrow::Borrow<StoreError> + std::fmt::Debug>(
+    r: Result<T, E>,
+    needle: &str,
+) {
+    match r.as_ref().map_err(|e| e.borrow()) {
         Err(StoreError::Refused { reason }) => {
             assert!(reason.contains(needle), "{reason:?} lacks {needle:?}")
         }
@@ -954,4 +957,139 @@ async fn stale_statistics_are_refreshed(store: Arc<dyn Store>, tamper: Tamper) {
         !again.iter().any(|t| t == "garrison_meta"),
         "re-analysed: {again:?}"
     );
+}
+
+both!(issuances_recorded_together_decide_as_one_by_one);
+async fn issuances_recorded_together_decide_as_one_by_one(store: Arc<dyn Store>, _t: Tamper) {
+    use garrison_store::identity::{EnrollmentGrant, IssueRequest, NewBootstrapToken};
+    let far = now_ms() + 86_400_000;
+    for (id, expires_at) in [("tm", far), ("old", now_ms() - 1)] {
+        store
+            .bootstrap_token_create(
+                NewBootstrapToken {
+                    id: id.into(),
+                    tenant: tenant(),
+                    device_pattern: "*".into(),
+                    secret_hash: "h".into(),
+                    max_uses: 10,
+                    expires_at,
+                    created_by: Username::new("alice").unwrap(),
+                    certificate_validity_ms: None,
+                },
+                rec("bootstrap_token.create", id),
+            )
+            .await
+            .unwrap();
+    }
+    let item = |d: &str, serial: &str, grant: EnrollmentGrant| IssueRequest {
+        tenant: tenant(),
+        device: dev(d),
+        grant,
+        cert: identity_fixtures::cert(serial, d, far),
+        audit: rec("certificate.issue", d),
+    };
+    let token = |id: &str| EnrollmentGrant::Token { id: id.into() };
+    // m-1 already holds a valid certificate.
+    store
+        .certificate_record_issue_batch(vec![item("m-1", "m1", token("tm"))])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let before = store.audit_verify().await.unwrap().verified;
+    let results = store
+        .certificate_record_issue_batch(vec![
+            item("m-2", "m2", token("tm")),
+            item("m-1", "m3", token("tm")), // a second identity for m-1: refused
+            item("m-4", "m4", token("old")), // an expired token: refused
+            item("m-5", "m1", token("tm")), // a serial already taken: a conflict, alone
+            item(
+                "m-1",
+                "m6",
+                EnrollmentGrant::Renewal {
+                    serial: "m1".into(),
+                },
+            ),
+            item("m-7", "m7", token("tm")),
+        ])
+        .await
+        .unwrap();
+    let outcome: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(
+        outcome,
+        [true, false, false, false, true, true],
+        "{results:?}"
+    );
+    refused(results[1].as_ref(), "already has a valid certificate");
+    refused(results[2].as_ref(), "bootstrap token is expired");
+    assert!(
+        matches!(results[3], Err(StoreError::Conflict { .. })),
+        "{:?}",
+        results[3]
+    );
+    let issued = results[5].as_ref().unwrap();
+    assert_eq!(
+        (
+            issued.certificate.serial.as_str(),
+            issued.certificate.subject.as_str()
+        ),
+        ("m7", "m-7")
+    );
+    assert_eq!(issued.superseded, None);
+    let (tm, _) = store.bootstrap_token_auth("tm").await.unwrap().unwrap();
+    assert_eq!(tm.uses, 3, "m-1's first identity, m-2 and m-7");
+    for (device, serial) in [("m-2", "m2"), ("m-7", "m7"), ("m-1", "m6")] {
+        let d = store
+            .device_get(&tenant(), &dev(device))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.current_serial.as_deref(), Some(serial));
+    }
+    assert!(
+        store
+            .device_get(&tenant(), &dev("m-5"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let verification = store.audit_verify().await.unwrap();
+    assert!(verification.first_break.is_none());
+    assert_eq!(verification.verified, before + 3);
+    // The audit entries say what each issuance was, in the batch's order for the tokens.
+    let entries = store
+        .audit_list(&tenant(), &PageRequest::first(3))
+        .await
+        .unwrap()
+        .items;
+    let after: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| serde_json::from_str(e.after.as_deref().unwrap()).unwrap())
+        .collect();
+    let said: Vec<(&str, &str)> = after
+        .iter()
+        .map(|a| {
+            (
+                a["serial"].as_str().unwrap(),
+                a["enrolled_via"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(said, [("m7", "token"), ("m2", "token"), ("m6", "renewal")]);
+
+    // The same refusals when nothing makes the batch fall back to one by one.
+    let results = store
+        .certificate_record_issue_batch(vec![
+            item("m-2", "m8", token("tm")),
+            item("m-9", "m9", token("old")),
+            item("m-10", "m10", token("tm")),
+        ])
+        .await
+        .unwrap();
+    refused(results[0].as_ref(), "already has a valid certificate");
+    refused(results[1].as_ref(), "bootstrap token is expired");
+    assert!(results[2].is_ok(), "{results:?}");
+    let (tm, _) = store.bootstrap_token_auth("tm").await.unwrap().unwrap();
+    assert_eq!(tm.uses, 4);
+    assert!(store.audit_verify().await.unwrap().first_break.is_none());
 }

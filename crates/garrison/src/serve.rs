@@ -541,8 +541,10 @@ async fn refresh_crl_periodically(identity: IdentityService, every: Duration) {
 
 /// How often the store's planner statistics are checked for staleness. Cheap (one catalogue
 /// query) and needed only where PostgreSQL's autovacuum is off, but there it decides whether
-/// lookups stay indexed as tables grow from empty; see `Store::refresh_statistics`.
-const STATISTICS_CHECK: Duration = Duration::from_secs(30);
+/// lookups stay indexed as tables grow from empty (an enrollment wave adds thousands of rows
+/// a second; at 30 s the batch identity check ran as a scan for most of a wave); see
+/// `Store::refresh_statistics`.
+const STATISTICS_CHECK: Duration = Duration::from_secs(5);
 
 async fn refresh_statistics_periodically(store: Arc<dyn Store>) {
     let mut tick = tokio::time::interval(STATISTICS_CHECK);
